@@ -1,0 +1,112 @@
+"""The store port: what the ingress, the worker and the admin commands need from durable state.
+
+Three implementations pass one contract suite (``tests/store/test_contract.py``): an in-memory fake
+(``tests/fakes.py``), SQLite (embedded, one replica, group commit) and PostgreSQL (several replicas).
+
+Times are POSIX seconds (``float``) passed in by the caller; a store never reads the clock.
+
+Lanes. A lane is one route's source and branch. ``claim_lane`` leases the lane whose earliest due job
+is due, so at most one worker (in any replica) decides and creates for a lane at a time; the lease
+expires by itself when its holder dies. ``apply`` with an ``owner`` is fenced: it changes nothing and
+returns ``False`` once the caller no longer holds the lane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bridge.core.jobs import DeliveryRecord, Job, JobState, NewJob
+
+FieldValue = str | int | float | bool | None
+
+#: Job columns ``apply`` may change; anything else is a programming error.
+UPDATABLE_FIELDS = frozenset(
+    {
+        "state",
+        "attempts",
+        "due_at",
+        "first_attempt_at",
+        "invocation_id",
+        "invocation_status",
+        "poll_at",
+        "cancel_wanted",
+        "error",
+        "source_id",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobUpdate:
+    """Set ``fields`` (names from ``UPDATABLE_FIELDS``) on job ``job_id``; ``updated_at`` is set too."""
+
+    job_id: int
+    fields: Mapping[str, FieldValue]
+
+
+class Store(Protocol):
+    """Durable state of the bridge."""
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations (safe when several replicas start at once)."""
+
+    async def close(self) -> None:
+        """Finish pending writes and release connections."""
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+
+    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> bool:
+        """Commit the delivery and its jobs in one transaction.
+
+        Returns ``False`` (and stores nothing) when (hook_id, delivery_id) is already stored.
+        When this returns, the delivery is durable.
+        """
+
+    async def claim_lane(self, *, owner: str, now: float, lease: float) -> str | None:
+        """Lease the lane with the earliest due work (due_at <= now) that no live lease holds."""
+
+    async def renew_lane(self, lane: str, *, owner: str, now: float, lease: float) -> bool:
+        """Extend the caller's lease; ``False`` when the caller no longer holds it."""
+
+    async def release_lane(self, lane: str, *, owner: str) -> None:
+        """Drop the caller's lease and recompute the lane's next due time from its jobs."""
+
+    async def lane_jobs(self, lane: str, *, history: int) -> list[Job]:
+        """The lane's waiting jobs (queued, creating), its jobs with ``cancel_wanted``, its active jobs,
+        and the ``history`` most recent other jobs; ordered by id."""
+
+    async def apply(self, updates: Sequence[JobUpdate], *, now: float, owner: str | None = None) -> bool:
+        """Apply ``updates`` in one transaction.
+
+        With ``owner``, every updated job's lane must be leased by ``owner``, else nothing changes and
+        the result is ``False``.
+        """
+
+    async def due_polls(self, *, now: float, limit: int) -> list[Job]:
+        """Active jobs whose ``poll_at`` has come, earliest first."""
+
+    async def get_job(self, job_id: int) -> Job | None: ...
+
+    async def list_jobs(
+        self, *, states: Collection[JobState] | None = None, lane: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        """Jobs, newest first, optionally filtered."""
+
+    async def requeue(self, job_ids: Collection[int], *, now: float) -> int:
+        """Put failed or dead jobs back in the queue, due now, with a fresh retry budget."""
+
+    async def counts(self) -> Mapping[str, int]:
+        """Number of jobs per state (every ``JobState`` present, zero included)."""
+
+    async def get_source(self, key: str) -> str | None:
+        """The Chroma Sync source id remembered for a described source key."""
+
+    async def put_source(self, key: str, source_id: str) -> None:
+        """Remember a described source's id (first writer wins)."""
+
+    async def prune(self, *, deliveries_before: float, jobs_before: float) -> tuple[int, int]:
+        """Delete deliveries received before ``deliveries_before`` and finished jobs (done,
+        superseded) last updated before ``jobs_before``. Returns (deliveries, jobs) deleted."""

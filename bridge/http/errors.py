@@ -1,0 +1,25 @@
+"""One place that maps the error tree to HTTP: a JSON body ``{"error": reason, "message": ...}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from bridge.core.errors import DeliveryRejected
+
+
+def rejected(exc: DeliveryRejected, *, delivery_id: str | None = None) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"error": exc.reason, "message": exc.message}
+    if delivery_id:
+        body["delivery_id"] = delivery_id
+    return Response(body, status_code=exc.status_code)
+
+
+def http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    """Litestar's own errors (404, 405, 413 from the framework) as the same JSON shape."""
+    reason = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+        exc.status_code, "http_error"
+    )
+    return Response({"error": reason, "message": exc.detail}, status_code=exc.status_code)

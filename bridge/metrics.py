@@ -1,0 +1,57 @@
+"""Prometheus metrics, one registry per service (so tests and several apps in a process never clash).
+
+Labels are reason codes and operation names only: never a repository, a branch or anything secret,
+which keeps cardinality bounded and secrets out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.deliveries = Counter(
+            "bridge_deliveries",
+            "Webhook deliveries by outcome (accepted, duplicate, ignored, rejected) and reason",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self.ingress_seconds = Histogram(
+            "bridge_ingress_seconds",
+            "Time to answer a webhook delivery, durable commit included",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=self.registry,
+        )
+        self.sync_calls = Counter(
+            "bridge_sync_calls",
+            "Chroma Sync API calls by operation and outcome (ok or an error reason)",
+            ["operation", "outcome"],
+            registry=self.registry,
+        )
+        self.jobs_finished = Counter(
+            "bridge_jobs_finished",
+            "Jobs that reached an end state, by state and invocation status",
+            ["state", "status"],
+            registry=self.registry,
+        )
+        self.push_to_invocation = Histogram(
+            "bridge_push_to_invocation_seconds",
+            "From the delivery's arrival to the invocation's creation",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            registry=self.registry,
+        )
+        self.jobs = Gauge("bridge_jobs", "Jobs in the store by state", ["state"], registry=self.registry)
+
+    def set_job_counts(self, counts: Mapping[str, int]) -> None:
+        for state, count in counts.items():
+            self.jobs.labels(state=state).set(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,97 @@
+"""The running bridge: settings, routes, store, Sync client, worker and metrics, wired once.
+
+``bridge serve`` builds one ``Service`` and hands it to the app factory; the app's lifespan starts
+and stops it. Nothing here reads the environment: settings arrive already built.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from bridge.clients.sync import SyncClient
+from bridge.core.retry import RetryPolicy
+from bridge.core.routing import RouteTable
+from bridge.metrics import Metrics
+from bridge.settings import Settings
+from bridge.store.base import Store
+from bridge.worker import Worker, WorkerConfig
+
+log = structlog.get_logger("bridge.service")
+
+
+def replica_name() -> str:
+    """A name for this process in lane leases and logs: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def worker_config(settings: Settings, *, owner: str) -> WorkerConfig:
+    return WorkerConfig(
+        owner=owner,
+        concurrency=settings.worker_concurrency,
+        lease=settings.lease_seconds,
+        poll_interval=settings.poll_interval_seconds,
+        track_min=settings.track_min_seconds,
+        track_max=settings.track_max_seconds,
+        retention=settings.retention_days * 86_400,
+        retry=RetryPolicy(
+            base=settings.retry_base_seconds,
+            cap=settings.retry_cap_seconds,
+            horizon=settings.retry_horizon_seconds,
+        ),
+    )
+
+
+@dataclass
+class Service:
+    settings: Settings
+    routes: RouteTable
+    store: Store
+    sync: SyncClient
+    clock: Callable[[], float] = time.time
+    owner: str = field(default_factory=replica_name)
+    metrics: Metrics = field(default_factory=Metrics)
+    worker: Worker | None = None
+    started: bool = False
+
+    def __post_init__(self) -> None:
+        self.secrets = self.settings.webhook_secrets
+        if self.settings.worker_enabled and self.worker is None:
+            self.worker = Worker(
+                store=self.store,
+                sync=self.sync,
+                config=worker_config(self.settings, owner=self.owner),
+                clock=self.clock,
+                metrics=self.metrics,
+            )
+
+    async def start(self) -> None:
+        await self.store.open()
+        if self.worker is not None:
+            self.worker.start()
+        self.started = True
+        log.info(
+            "service.started",
+            owner=self.owner,
+            routes=len(self.routes.routes),
+            worker=self.worker is not None,
+            sync_url=self.settings.sync_url,
+        )
+
+    async def stop(self) -> None:
+        log.info("service.stopping", timeout=self.settings.shutdown_timeout)
+        self.started = False
+        if self.worker is not None:
+            await self.worker.stop(timeout=self.settings.shutdown_timeout)
+        await self.sync.aclose()
+        await self.store.close()
+        log.info("service.stopped")
+
+    def wake(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()

@@ -1,0 +1,480 @@
+"""The worker: turns stored jobs into Chroma Sync invocations and follows them to their end.
+
+Three loops run side by side in the serving process (or in several processes on one PostgreSQL):
+
+* **lanes**: claim a lane (one route's source and branch) whose earliest job is due, ask the pure
+  core (``bridge.core.supersede.plan_lane``) what to do, do it, release the lane. At most
+  ``concurrency`` lanes at a time per process; a lane is held by one worker in all replicas.
+* **tracker**: polls active invocations whose ``poll_at`` has come, with gaps growing with age,
+  until they complete, fail or are cancelled.
+* **pruner**: drops delivery ids and finished jobs past the retention window.
+
+The create protocol (exactly once in effect, across crashes, retries and replicas)
+-------------------------------------------------------------------------------------
+1. The collection name is decided at ingress and stored with the job; it is unique per route and
+   commit, so it names the intended invocation.
+2. Before calling create, the job moves to ``creating`` in a committed, lane-fenced transaction.
+3. Create. On success the invocation id is recorded (``active``) in the same transaction that
+   marks the lane's older pending invocations ``cancel_wanted``; the lane is then worked again to
+   cancel them (202 cancelled, 412 already started: keep following it).
+4. If the outcome is unknown (timeout, dropped connection, 5xx, or a crash anywhere after step 2),
+   the job stays ``creating``. Whoever next works the lane (this process later, a restarted one,
+   or another replica once the lease expired) first lists the source's invocations for that
+   collection name and adopts the one it finds; only if there is none does it create again.
+5. 409 means the collection already holds finished data for this commit: done, nothing created.
+6. Errors: 429/5xx/transport errors retry with full-jitter backoff (``Retry-After`` honoured) until
+   the retry horizon, then ``dead``; 401/403 retry the same way but log loudly (a configuration
+   problem must not lose pushes); 400/404 are ``failed`` with Sync's message. Failed and dead jobs
+   stay visible and can be requeued (``bridge jobs requeue``).
+
+A lease that expires mid-job (the process died or stalled) is taken over by the next claimer;
+fenced writes make the stale holder's later writes no-ops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from bridge.clients.sync import SyncClient
+from bridge.clients.sync_errors import (
+    SyncConflict,
+    SyncError,
+    SyncForbidden,
+    SyncNotFound,
+    SyncPreconditionFailed,
+    SyncUnauthorized,
+)
+from bridge.core.jobs import InvocationStatus, Job, JobState
+from bridge.core.retry import RetryPolicy
+from bridge.core.routing import SourceSpec
+from bridge.core.supersede import LanePlan, plan_lane, to_cancel
+from bridge.metrics import Metrics
+from bridge.sources import SourceResolver
+from bridge.store.base import FieldValue, JobUpdate, Store
+
+log = structlog.get_logger("bridge.worker")
+
+Clock = Callable[[], float]
+HISTORY = 50
+MAX_STEPS = 8
+PRUNE_EVERY = 3_600.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    owner: str
+    concurrency: int = 8
+    lease: float = 60.0
+    poll_interval: float = 1.0
+    track_min: float = 5.0
+    track_max: float = 300.0
+    retention: float = 7 * 86_400.0
+    retry: RetryPolicy = RetryPolicy()
+
+
+class LaneLost(Exception):
+    """The lane's lease expired and another worker took it; stop working it."""
+
+
+def _status(value: str) -> InvocationStatus:
+    try:
+        return InvocationStatus(value)
+    except ValueError:
+        return InvocationStatus.PENDING
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        sync: SyncClient,
+        config: WorkerConfig,
+        clock: Clock,
+        metrics: Metrics | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._sync = sync
+        self._config = config
+        self._clock = clock
+        self._rand = rand
+        self._metrics = metrics or Metrics()
+        self._sources = SourceResolver(store=store, sync=sync)
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._lanes: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+
+    # ----------------------------------------------------------------- lifecycle
+    def wake(self) -> None:
+        """Tell the worker new work may be due (the ingress calls this after each accept)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._guard("lanes", self._lane_loop)),
+            asyncio.create_task(self._guard("tracker", self._track_loop)),
+            asyncio.create_task(self._guard("pruner", self._prune_loop)),
+        ]
+
+    async def stop(self, *, timeout: float) -> None:
+        """Stop claiming, give in-flight lanes ``timeout`` seconds, then cancel them.
+
+        A cancelled lane loses nothing: a job cut off mid-create stays ``creating`` and is resolved by
+        lookup on the next claim; the lease is released (or expires) so the lane is picked up again.
+        """
+        self._stopping.set()
+        self._wake.set()
+        lanes = set(self._lanes)
+        if lanes:
+            _, pending = await asyncio.wait(lanes, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        log.info("worker.stopped", cancelled_lanes=sum(1 for t in lanes if t.cancelled()))
+
+    async def _guard(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Keep a loop alive across unexpected errors (a database restart, say), with a pause."""
+        while not self._stopping.is_set():
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker.loop_error", loop=name)
+                await self._sleep(min(5.0, self._config.poll_interval * 5))
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    # ----------------------------------------------------------------- lanes
+    async def _lane_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            while len(self._lanes) < self._config.concurrency and not self._stopping.is_set():
+                lane = await self._store.claim_lane(
+                    owner=self._config.owner, now=self._clock(), lease=self._config.lease
+                )
+                if lane is None:
+                    break
+                task = asyncio.create_task(self._work_lane(lane))
+                self._lanes.add(task)
+                task.add_done_callback(self._lane_done)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._config.poll_interval)
+
+    def _lane_done(self, task: asyncio.Task[None]) -> None:
+        self._lanes.discard(task)
+        self._wake.set()
+
+    async def _work_lane(self, lane: str) -> None:
+        bound = structlog.contextvars.bound_contextvars(lane=lane)
+        with bound:
+            try:
+                for _ in range(MAX_STEPS):
+                    jobs = await self._store.lane_jobs(lane, history=HISTORY)
+                    plan = plan_lane(jobs, now=self._clock())
+                    if not await self._step(lane, jobs, plan):
+                        break
+            except LaneLost:
+                log.warning("lane.lost")
+            except Exception:
+                log.exception("lane.error")
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._store.release_lane(lane, owner=self._config.owner))
+
+    async def _step(self, lane: str, jobs: Sequence[Job], plan: LanePlan) -> bool:
+        """Carry out one plan; ``True`` when the lane may have more to do right now."""
+        by_id = {job.id: job for job in jobs}
+        now = self._clock()
+        updates = [
+            JobUpdate(job_id, {"state": JobState.SUPERSEDED.value, "error": "superseded by a newer push"})
+            for job_id in plan.supersede
+        ]
+        if plan.duplicate is not None:
+            updates.append(
+                JobUpdate(
+                    plan.duplicate,
+                    {"state": JobState.SUPERSEDED.value, "error": "this commit is already in flight"},
+                )
+            )
+        if updates:
+            await self._apply(updates, now=now)
+            for update in updates:
+                job = by_id[update.job_id]
+                log.info("job.superseded", job_id=job.id, sha=job.after, repository=job.repository)
+                self._metrics.jobs_finished.labels(state="superseded", status="none").inc()
+        for job_id in plan.orphans:
+            await self._resolve_orphan(by_id[job_id])
+        for job_id in plan.cancel:
+            await self._cancel(by_id[job_id])
+        if plan.create is not None:
+            await self._renew(lane)
+            await self._create(by_id[plan.create], jobs)
+            return True
+        return bool(plan.orphans)
+
+    async def _apply(self, updates: list[JobUpdate], *, now: float) -> None:
+        if not await self._store.apply(updates, now=now, owner=self._config.owner):
+            raise LaneLost()
+
+    async def _renew(self, lane: str) -> None:
+        now = self._clock()
+        if not await self._store.renew_lane(lane, owner=self._config.owner, now=now, lease=self._config.lease):
+            raise LaneLost()
+
+    async def _source_id(self, job: Job) -> str:
+        if job.source_id is not None:
+            return job.source_id
+        if job.source_spec is None:  # pragma: no cover - the ingress always sets one of the two
+            raise ValueError(f"job {job.id} has neither a source id nor a source description")
+        source_id = await self._sources.resolve(
+            key=job.source_key, spec=SourceSpec.from_json(job.source_spec), repository=job.repository
+        )
+        await self._apply([JobUpdate(job.id, {"source_id": source_id})], now=self._clock())
+        return source_id
+
+    async def _create(self, job: Job, lane_jobs: Sequence[Job]) -> None:
+        ctx = structlog.contextvars.bound_contextvars(
+            job_id=job.id, delivery_id=job.delivery_id, repository=job.repository, branch=job.branch,
+            sha=job.after, collection=job.collection,
+        )  # fmt: skip
+        with ctx:
+            try:
+                source_id = await self._source_id(job)
+                with structlog.contextvars.bound_contextvars(source_id=source_id):
+                    invocation_id = None
+                    if job.state is JobState.CREATING:
+                        found = await self._sync.find_invocation(source_id, collection=job.collection)
+                        self._count("find_invocation", None)
+                        if found is not None:
+                            invocation_id = found.id
+                            log.info("invocation.adopted", invocation_id=invocation_id)
+                    if invocation_id is None:
+                        first = job.first_attempt_at if job.first_attempt_at is not None else self._clock()
+                        await self._apply(
+                            [
+                                JobUpdate(
+                                    job.id,
+                                    {
+                                        "state": JobState.CREATING.value,
+                                        "attempts": job.attempts + 1,
+                                        "first_attempt_at": first,
+                                    },
+                                )
+                            ],
+                            now=self._clock(),
+                        )
+                        invocation_id = await self._sync.create_invocation(
+                            source_id, collection=job.collection, sha=job.after
+                        )
+                        self._count("create_invocation", None)
+                        log.info("invocation.created", invocation_id=invocation_id)
+                    await self._record_created(job, invocation_id, lane_jobs)
+            except SyncConflict:
+                self._count("create_invocation", "conflict")
+                log.info("job.already_indexed")
+                await self._finish(job, JobState.DONE, InvocationStatus.ALREADY_INDEXED, None)
+            except SyncError as exc:
+                self._count("create_invocation", exc.reason)
+                await self._failed_call(job, exc)
+
+    async def _record_created(self, job: Job, invocation_id: str, lane_jobs: Sequence[Job]) -> None:
+        now = self._clock()
+        updates = [
+            JobUpdate(
+                job.id,
+                {
+                    "state": JobState.ACTIVE.value,
+                    "invocation_id": invocation_id,
+                    "invocation_status": InvocationStatus.PENDING.value,
+                    "poll_at": now + self._config.track_min,
+                    "error": None,
+                },
+            )
+        ]
+        updates += [
+            JobUpdate(other, {"cancel_wanted": True, "due_at": now})
+            for other in to_cancel(lane_jobs, created=job.id)
+        ]
+        await self._apply(updates, now=now)
+        self._metrics.push_to_invocation.observe(max(0.0, now - job.received_at))
+
+    async def _failed_call(self, job: Job, exc: SyncError) -> None:
+        now = self._clock()
+        if not exc.retryable and not isinstance(exc, SyncUnauthorized | SyncForbidden):
+            log.warning("job.failed", reason=exc.reason, error=str(exc))
+            await self._finish(job, JobState.FAILED, None, str(exc))
+            return
+        attempts = job.attempts + 1
+        first = job.first_attempt_at if job.first_attempt_at is not None else now
+        retry_after = getattr(exc, "retry_after", None)
+        delay = self._config.retry.delay(attempts, rand=self._rand(), retry_after=retry_after)
+        if self._config.retry.gives_up(first_attempt_at=first, retry_at=now + delay):
+            log.error("job.dead", reason=exc.reason, error=str(exc), attempts=attempts)
+            await self._finish(job, JobState.DEAD, None, str(exc))
+            return
+        level = log.error if isinstance(exc, SyncUnauthorized | SyncForbidden) else log.warning
+        level("job.retry", reason=exc.reason, error=str(exc), attempts=attempts, delay=round(delay, 3))
+        unknown = exc.outcome_unknown or job.state is JobState.CREATING
+        state = JobState.CREATING if unknown else JobState.QUEUED
+        await self._apply(
+            [
+                JobUpdate(
+                    job.id,
+                    {
+                        "state": state.value,
+                        "attempts": attempts,
+                        "first_attempt_at": first,
+                        "due_at": now + delay,
+                        "error": str(exc),
+                    },
+                )
+            ],
+            now=now,
+        )
+
+    async def _finish(
+        self, job: Job, state: JobState, status: InvocationStatus | None, error: str | None
+    ) -> None:
+        fields: dict[str, FieldValue] = {"state": state.value, "error": error, "cancel_wanted": False}
+        if status is not None:
+            fields["invocation_status"] = status.value
+        await self._apply([JobUpdate(job.id, fields)], now=self._clock())
+        self._metrics.jobs_finished.labels(state=state.value, status=status.value if status else "none").inc()
+
+    async def _resolve_orphan(self, job: Job) -> None:
+        """A replaced job whose create call may have happened: adopt-and-cancel, or supersede."""
+        try:
+            source_id = await self._source_id(job)
+            found = await self._sync.find_invocation(source_id, collection=job.collection)
+        except SyncError as exc:
+            await self._failed_call(job, exc)
+            return
+        if found is None:
+            await self._finish(job, JobState.SUPERSEDED, None, "superseded by a newer push")
+            return
+        log.info("invocation.adopted", job_id=job.id, invocation_id=found.id, superseded=True)
+        now = self._clock()
+        await self._apply(
+            [
+                JobUpdate(
+                    job.id,
+                    {
+                        "state": JobState.ACTIVE.value,
+                        "invocation_id": found.id,
+                        "invocation_status": _status(found.status.state).value,
+                        "poll_at": now + self._config.track_min,
+                        "cancel_wanted": True,
+                        "due_at": now,
+                    },
+                )
+            ],
+            now=now,
+        )
+
+    async def _cancel(self, job: Job) -> None:
+        now = self._clock()
+        ctx = structlog.contextvars.bound_contextvars(job_id=job.id, invocation_id=job.invocation_id)
+        with ctx:
+            if job.invocation_id is None:  # pragma: no cover - only active jobs are marked
+                await self._apply([JobUpdate(job.id, {"cancel_wanted": False})], now=now)
+                return
+            try:
+                await self._sync.cancel_invocation(job.invocation_id)
+            except SyncPreconditionFailed:
+                self._count("cancel_invocation", "not_pending")
+                log.info("invocation.cancel_too_late")
+                await self._apply([JobUpdate(job.id, {"cancel_wanted": False})], now=now)
+                return
+            except SyncNotFound as exc:
+                self._count("cancel_invocation", exc.reason)
+                await self._finish(job, JobState.DONE, None, str(exc))
+                return
+            except SyncError as exc:
+                self._count("cancel_invocation", exc.reason)
+                attempt = max(1, job.attempts)
+                delay = self._config.retry.delay(attempt, rand=self._rand(), retry_after=None)
+                log.warning("invocation.cancel_retry", reason=exc.reason, delay=round(delay, 3))
+                await self._apply([JobUpdate(job.id, {"due_at": now + max(delay, 1.0)})], now=now)
+                return
+            self._count("cancel_invocation", None)
+            log.info("invocation.cancelled")
+            await self._finish(job, JobState.DONE, InvocationStatus.CANCELLED, None)
+
+    def _count(self, operation: str, outcome: str | None) -> None:
+        self._metrics.sync_calls.labels(operation=operation, outcome=outcome or "ok").inc()
+
+    # ----------------------------------------------------------------- tracker
+    async def _track_loop(self) -> None:
+        while not self._stopping.is_set():
+            due = await self._store.due_polls(now=self._clock(), limit=100)
+            for job in due:
+                if self._stopping.is_set():
+                    return
+                await self._track(job)
+            if len(due) < 100:
+                await self._sleep(self._config.poll_interval)
+
+    def _next_poll(self, job: Job, now: float) -> float:
+        age = now - (job.first_attempt_at or job.received_at)
+        return now + min(self._config.track_max, max(self._config.track_min, age / 4))
+
+    async def _track(self, job: Job) -> None:
+        if job.invocation_id is None:  # pragma: no cover - active jobs always carry one
+            return
+        now = self._clock()
+        ctx = structlog.contextvars.bound_contextvars(
+            job_id=job.id, invocation_id=job.invocation_id, repository=job.repository, sha=job.after
+        )
+        with ctx:
+            try:
+                invocation = await self._sync.get_invocation(job.invocation_id)
+            except SyncNotFound as exc:
+                self._count("get_invocation", exc.reason)
+                await self._store.apply(
+                    [JobUpdate(job.id, {"state": JobState.DONE.value, "poll_at": None, "error": str(exc)})],
+                    now=now,
+                )
+                return
+            except SyncError as exc:
+                self._count("get_invocation", exc.reason)
+                await self._store.apply([JobUpdate(job.id, {"poll_at": self._next_poll(job, now)})], now=now)
+                return
+            self._count("get_invocation", None)
+            status = _status(invocation.status.state)
+            if status.terminal:
+                log.info(f"invocation.{status.value}", error=invocation.status.error)
+                self._metrics.jobs_finished.labels(state="done", status=status.value).inc()
+                fields: dict[str, FieldValue] = {
+                    "state": JobState.DONE.value,
+                    "invocation_status": status.value,
+                    "poll_at": None,
+                    "cancel_wanted": False,
+                    "error": invocation.status.error,
+                }
+            else:
+                fields = {"invocation_status": status.value, "poll_at": self._next_poll(job, now)}
+            await self._store.apply([JobUpdate(job.id, fields)], now=now)
+
+    # ----------------------------------------------------------------- pruner
+    async def _prune_loop(self) -> None:
+        while not self._stopping.is_set():
+            cutoff = self._clock() - self._config.retention
+            deliveries, jobs = await self._store.prune(deliveries_before=cutoff, jobs_before=cutoff)
+            if deliveries or jobs:
+                log.info("store.pruned", deliveries=deliveries, jobs=jobs)
+            await self._sleep(PRUNE_EVERY)

@@ -1,0 +1,125 @@
+"""Newest wins: the lane plan coalesces, ignores late deliveries and cancels what a newer push replaced."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bridge.core.jobs import InvocationStatus, JobState
+from bridge.core.supersede import newest, plan_lane, to_cancel
+from tests.factories import active, make_job
+
+
+def test_empty_lane_does_nothing() -> None:
+    """No jobs, no plan."""
+    plan = plan_lane([], now=0)
+    assert plan.create is None
+    assert plan.supersede == ()
+
+
+def test_single_due_job_is_created() -> None:
+    """One queued, due job is created."""
+    assert plan_lane([make_job(1, before=0, after=1)], now=10).create == 1
+
+
+def test_chain_decides_over_arrival_order() -> None:
+    """A push whose before is another's after is newer, even if it arrived first."""
+    later_push = make_job(1, before=1, after=2)
+    earlier_push = make_job(2, before=0, after=1)
+    assert newest([later_push, earlier_push]).id == 1
+
+
+def test_coalescing_creates_only_the_newest() -> None:
+    """Of several waiting pushes, only the newest is created; the others are superseded."""
+    jobs = [make_job(1, before=0, after=1), make_job(2, before=1, after=2), make_job(3, before=2, after=3)]
+    plan = plan_lane(jobs, now=10)
+    assert plan.create == 3
+    assert set(plan.supersede) == {1, 2}
+
+
+def test_late_delivery_of_an_older_push_changes_nothing_else() -> None:
+    """An old push arriving after a newer one was created is superseded; the newer is not cancelled."""
+    created = active(make_job(1, before=1, after=2), "inv-2")
+    late = make_job(2, before=0, after=1)
+    plan = plan_lane([created, late], now=10)
+    assert plan.create is None
+    assert plan.supersede == (2,)
+    assert plan.cancel == ()
+
+
+def test_late_delivery_reached_through_a_long_chain() -> None:
+    """A push several links behind the head is recognised as older."""
+    head = active(make_job(1, before=3, after=4), "inv")
+    middle = replace(make_job(2, before=2, after=3), state=JobState.SUPERSEDED)
+    older = replace(make_job(3, before=1, after=2), state=JobState.DONE)
+    late = make_job(4, before=0, after=1)
+    assert plan_lane([head, middle, older, late], now=10).supersede == (4,)
+
+
+def test_broken_chain_falls_back_to_pushed_at() -> None:
+    """Without a chain link, the later pushed_at wins over arrival order."""
+    newer = make_job(1, before=10, after=11, pushed_at=200)
+    older = make_job(2, before=20, after=21, pushed_at=100)
+    assert newest([newer, older]).id == 1
+
+
+def test_same_second_without_chain_falls_back_to_arrival() -> None:
+    """Equal pushed_at and no chain: the later arrival wins."""
+    assert newest([make_job(1, before=10, after=11, pushed_at=5), make_job(2, before=20, after=21, pushed_at=5)]).id == 2
+
+
+def test_branch_reset_cycle_does_not_loop() -> None:
+    """A branch pushed A->B->A still yields a newest push (by arrival) without looping."""
+    jobs = [make_job(1, before=0, after=1), make_job(2, before=1, after=2), make_job(3, before=2, after=1)]
+    assert newest(jobs).id == 3
+
+
+def test_debounce_waits_for_the_newest_due_time() -> None:
+    """A newest job not yet due is not created; older waiting ones are still superseded."""
+    jobs = [make_job(1, before=0, after=1, due_at=5), make_job(2, before=1, after=2, due_at=12)]
+    plan = plan_lane(jobs, now=10)
+    assert plan.create is None
+    assert plan.wait_until == 12
+    assert plan.supersede == (1,)
+
+
+def test_creating_job_is_resumed_when_newest() -> None:
+    """A job left in creating (unknown outcome) is resumed when it is still the newest."""
+    job = replace(make_job(1, before=0, after=1), state=JobState.CREATING)
+    assert plan_lane([job], now=10).create == 1
+
+
+def test_replaced_creating_job_is_an_orphan_to_look_up() -> None:
+    """A replaced job whose create may have happened is looked up, not silently superseded."""
+    orphan = replace(make_job(1, before=0, after=1), state=JobState.CREATING)
+    plan = plan_lane([orphan, make_job(2, before=1, after=2)], now=10)
+    assert plan.orphans == (1,)
+    assert plan.supersede == ()
+    assert plan.create == 2
+
+
+def test_same_commit_already_in_flight_is_a_duplicate() -> None:
+    """A second job for a commit whose invocation is active creates nothing."""
+    first = active(make_job(1, before=0, after=1), "inv")
+    second = make_job(2, before=0, after=1)
+    plan = plan_lane([first, second], now=10)
+    assert plan.create is None
+    assert plan.duplicate == 2
+
+
+@pytest.mark.parametrize(("due_at", "expected"), [(5.0, (1,)), (15.0, ())])
+def test_cancel_wanted_jobs_are_cancelled_when_due(due_at: float, expected: tuple[int, ...]) -> None:
+    """Invocations marked for cancelling are cancelled once their (retry) time has come."""
+    old = replace(active(make_job(1, before=0, after=1), "inv-1"), cancel_wanted=True, due_at=due_at)
+    head = active(make_job(2, before=1, after=2), "inv-2")
+    assert plan_lane([old, head], now=10).cancel == expected
+
+
+def test_to_cancel_names_older_pending_invocations_only() -> None:
+    """After creating, the lane's other pending invocations are to be cancelled; started ones are not."""
+    pending = active(make_job(1, before=0, after=1), "inv-1")
+    processing = active(make_job(2, before=1, after=2), "inv-2", InvocationStatus.PROCESSING)
+    done = replace(make_job(3, before=2, after=3), state=JobState.DONE)
+    created = active(make_job(4, before=3, after=4), "inv-4")
+    assert to_cancel([pending, processing, done, created], created=4) == [1]

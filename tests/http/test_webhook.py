@@ -1,0 +1,220 @@
+"""POST /webhooks/github: verify, parse, route, persist, acknowledge."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from litestar.testing import AsyncTestClient
+from structlog.testing import capture_logs
+
+from bridge.clients.sync import SyncClient
+from bridge.core.jobs import JobState
+from bridge.http.app import create_app
+from bridge.routes_file import parse_routes_text
+from bridge.samples import encode, push_payload
+from bridge.service import Service
+from bridge.settings import Settings
+from bridge.store.sqlite import SqliteStore
+from tests.conftest import load_payload
+from tests.factories import sha
+from tests.http.conftest import ROUTES, SECRET, Ingress, signed_headers
+
+pytestmark = pytest.mark.anyio
+
+PUSH = encode(load_payload("captured/probot/push.json"))
+
+
+async def stored_jobs(ingress: Ingress) -> int:
+    return sum((await ingress.store.counts()).values())
+
+
+async def test_push_is_accepted_and_stored(ingress: Ingress) -> None:
+    """A signed, routed push answers 202 accepted and its job is in the store."""
+    response = await ingress.post(PUSH, signed_headers(PUSH, delivery="d-1"))
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "accepted"
+    assert body["delivery_id"] == "d-1"
+    jobs = await ingress.store.list_jobs()
+    assert [(j.state, j.repository, j.after) for j in jobs] == [
+        (JobState.QUEUED, "bkeepers-inc/test", load_payload("captured/probot/push.json")["after"])
+    ]
+
+
+async def test_every_matching_route_gets_a_job(ingress: Ingress) -> None:
+    """A push matching two routes stores two jobs in two lanes."""
+    body = encode(push_payload(repository="acme/api", branch="main", after=sha(1)))
+    response = await ingress.post(body, signed_headers(body))
+    assert response.status_code == 202
+    assert len(response.json()["jobs"]) == 2
+    assert len({j.lane for j in await ingress.store.list_jobs()}) == 2
+
+
+async def test_redelivery_is_recognised_and_stores_nothing(ingress: Ingress) -> None:
+    """The same hook id and delivery GUID again answers duplicate and adds no job."""
+    await ingress.post(PUSH, signed_headers(PUSH, delivery="d-1"))
+    again = await ingress.post(PUSH, signed_headers(PUSH, delivery="d-1"))
+    assert again.status_code == 202
+    assert again.json()["status"] == "duplicate"
+    assert await stored_jobs(ingress) == 1
+
+
+async def test_same_guid_on_another_hook_is_a_separate_delivery(ingress: Ingress) -> None:
+    """Dedupe is on hook id and GUID together: another hook's copy is accepted."""
+    await ingress.post(PUSH, signed_headers(PUSH, delivery="d-1", hook="1"))
+    other = await ingress.post(PUSH, signed_headers(PUSH, delivery="d-1", hook="2"))
+    assert other.json()["status"] == "accepted"
+
+
+async def test_ping_answers_200(ingress: Ingress) -> None:
+    """A signed ping is answered 200 and stores nothing."""
+    body = encode(load_payload("ping/with-app_id.payload.json"))
+    response = await ingress.post(body, signed_headers(body, event="ping"))
+    assert response.status_code == 200
+    assert await stored_jobs(ingress) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("push/payload.json", "tag"),
+        ("push/with-installation.payload.json", "tag"),
+        ("captured/githubkit/push.json", "branch_deleted"),
+        ("captured/octokit-webhooks.js/push-payload.json", "no_route"),
+        ("push/with-new-branch.payload.json", "no_route"),
+    ],
+)
+async def test_pushes_that_index_nothing_are_ignored(ingress: Ingress, name: str, reason: str) -> None:
+    """Tags, branch deletions and unrouted pushes answer 202 ignored and store nothing."""
+    body = encode(load_payload(name))
+    response = await ingress.post(body, signed_headers(body))
+    assert response.status_code == 202
+    assert response.json() | {"delivery_id": None} == {"status": "ignored", "reason": reason, "delivery_id": None}
+    assert await stored_jobs(ingress) == 0
+
+
+async def test_other_events_are_ignored(ingress: Ingress) -> None:
+    """An installation event is acknowledged and stores nothing."""
+    body = encode(load_payload("installation/created.payload.json"))
+    response = await ingress.post(body, signed_headers(body, event="installation"))
+    assert response.json()["reason"] == "event_not_handled"
+
+
+async def test_form_encoded_push_is_accepted(ingress: Ingress) -> None:
+    """A classic form-encoded delivery (payload=...) is verified over its raw bytes and accepted."""
+    body = b"payload=" + quote(PUSH.decode()).encode()
+    headers = signed_headers(body, content_type="application/x-www-form-urlencoded")
+    assert (await ingress.post(body, headers)).json()["status"] == "accepted"
+
+
+def _without(headers: dict[str, str], name: str) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k != name}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "reason"),
+    [
+        (lambda h: _without(h, "X-Hub-Signature-256"), 401, "signature_missing"),
+        (lambda h: h | {"X-Hub-Signature-256": "sha256=" + "0" * 64}, 401, "signature_mismatch"),
+        (
+            lambda h: _without(h, "X-Hub-Signature-256") | {"X-Hub-Signature": "sha1=" + "0" * 40},
+            401,
+            "signature_missing",
+        ),
+        (lambda h: _without(h, "X-GitHub-Event"), 400, "missing_header"),
+        (lambda h: _without(h, "X-GitHub-Delivery"), 400, "missing_header"),
+        (lambda h: h | {"Content-Type": "text/plain"}, 415, "unsupported_media"),
+    ],
+)
+async def test_bad_requests_get_a_json_4xx_and_store_nothing(
+    ingress: Ingress, mutate: Callable[[dict[str, str]], dict[str, str]], status: int, reason: str
+) -> None:
+    """Missing or wrong signatures are 401, missing headers 400; the body says why; nothing is stored."""
+    with capture_logs() as logs:
+        response = await ingress.post(PUSH, mutate(signed_headers(PUSH)))
+    assert response.status_code == status
+    assert response.json()["error"] == reason
+    assert await stored_jobs(ingress) == 0
+    assert any(e["event"] == "delivery.rejected" and e["reason"] == reason for e in logs)
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[]", json.dumps({"ref": "refs/heads/main"}).encode()])
+async def test_malformed_signed_body_is_400(ingress: Ingress, body: bytes) -> None:
+    """A correctly signed body that is not a push payload is 400 malformed_payload."""
+    response = await ingress.post(body, signed_headers(body))
+    assert response.status_code == 400
+    assert response.json()["error"] == "malformed_payload"
+
+
+async def test_secret_never_reaches_logs_or_answers(ingress: Ingress) -> None:
+    """Neither the webhook secret nor the token appears in any log event or answer."""
+    with capture_logs() as logs:
+        bad = await ingress.post(PUSH, signed_headers(PUSH, secret="wrong"))
+        good = await ingress.post(PUSH, signed_headers(PUSH))
+    text = json.dumps(logs, default=str) + bad.text + good.text
+    assert SECRET not in text
+    assert "token-for-tests" not in text
+
+
+async def test_rotation_accepts_both_secrets(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+    """With two comma-separated secrets, deliveries signed with either are accepted."""
+    settings = make_settings(webhook_secret=f"new-secret,{SECRET}")
+    service = Service(
+        settings=settings,
+        routes=parse_routes_text(ROUTES),
+        store=SqliteStore(tmp_path / "b.db"),
+        sync=SyncClient(base_url=settings.sync_url, token="t"),
+    )
+    async with AsyncTestClient(app=create_app(service)) as client:
+        for secret in ("new-secret", SECRET):
+            headers = signed_headers(PUSH, secret=secret)
+            response = await client.post("/webhooks/github", content=PUSH, headers=headers)
+            assert response.json()["status"] == "accepted"
+
+
+async def test_body_over_the_limit_is_413(tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+    """A body larger than BRIDGE_MAX_BODY_BYTES is refused with 413 and a JSON body."""
+    settings = make_settings(max_body_bytes=1024)
+    service = Service(
+        settings=settings,
+        routes=parse_routes_text(ROUTES),
+        store=SqliteStore(tmp_path / "b.db"),
+        sync=SyncClient(base_url=settings.sync_url, token="t"),
+    )
+    async with AsyncTestClient(app=create_app(service)) as client:
+        response = await client.post("/webhooks/github", content=PUSH, headers=signed_headers(PUSH))
+        assert response.status_code == 413
+        assert response.json()["error"] == "payload_too_large"
+        assert sum((await service.store.counts()).values()) == 0
+
+
+async def test_health_and_readiness(ingress: Ingress) -> None:
+    """healthz answers 200; readyz reports the store."""
+    assert (await ingress.client.get("/healthz")).status_code == 200
+    ready = await ingress.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["store"] == "ok"
+
+
+async def test_metrics_count_deliveries(ingress: Ingress) -> None:
+    """The metrics endpoint counts accepted and rejected deliveries by reason."""
+    await ingress.post(PUSH, signed_headers(PUSH))
+    await ingress.post(PUSH, signed_headers(PUSH, secret="wrong"))
+    text = (await ingress.client.get("/metrics")).text
+    assert 'bridge_deliveries_total{outcome="accepted",reason="routed"} 1.0' in text
+    assert 'bridge_deliveries_total{outcome="rejected",reason="signature_mismatch"} 1.0' in text
+    assert 'bridge_jobs{state="queued"} 1.0' in text
+
+
+async def test_unknown_path_is_json_404(ingress: Ingress) -> None:
+    """Unknown paths answer a JSON 404."""
+    response = await ingress.client.get("/nope")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+

@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -75,7 +75,7 @@ class WorkerConfig:
     track_min: float = 5.0
     track_max: float = 300.0
     retention: float = 7 * 86_400.0
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 class LaneLost(Exception):
@@ -124,8 +124,8 @@ class Worker:
             asyncio.create_task(self._guard("pruner", self._prune_loop)),
         ]
 
-    async def stop(self, *, timeout: float) -> None:
-        """Stop claiming, give in-flight lanes ``timeout`` seconds, then cancel them.
+    async def stop(self, *, grace: float) -> None:
+        """Stop claiming, give in-flight lanes ``grace`` seconds, then cancel them.
 
         A cancelled lane loses nothing: a job cut off mid-create stays ``creating`` and is resolved by
         lookup on the next claim; the lease is released (or expires) so the lane is picked up again.
@@ -134,7 +134,7 @@ class Worker:
         self._wake.set()
         lanes = set(self._lanes)
         if lanes:
-            _, pending = await asyncio.wait(lanes, timeout=timeout)
+            _, pending = await asyncio.wait(lanes, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
@@ -158,6 +158,29 @@ class Worker:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def run_once(self, *, limit: int = 1_000) -> int:
+        """Claim and work every due lane, one at a time, until none is due; the number worked.
+
+        The loops do the same concurrently; this is for tests and tools that drive time themselves.
+        """
+        worked = 0
+        while worked < limit:
+            lane = await self._store.claim_lane(
+                owner=self._config.owner, now=self._clock(), lease=self._config.lease
+            )
+            if lane is None:
+                break
+            await self._work_lane(lane)
+            worked += 1
+        return worked
+
+    async def track_once(self) -> int:
+        """Poll every invocation whose poll time has come, once; the number polled."""
+        due = await self._store.due_polls(now=self._clock(), limit=1_000)
+        for job in due:
+            await self._track(job)
+        return len(due)
 
     # ----------------------------------------------------------------- lanes
     async def _lane_loop(self) -> None:
@@ -233,7 +256,9 @@ class Worker:
 
     async def _renew(self, lane: str) -> None:
         now = self._clock()
-        if not await self._store.renew_lane(lane, owner=self._config.owner, now=now, lease=self._config.lease):
+        if not await self._store.renew_lane(
+            lane, owner=self._config.owner, now=now, lease=self._config.lease
+        ):
             raise LaneLost()
 
     async def _source_id(self, job: Job) -> str:

@@ -1,37 +1,18 @@
-"""One emulator over real loopback HTTP for the session, reset before each test, with a fake clock."""
+"""The emulator's own tests use the session emulator of tests/conftest.py with a reset state."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from bridge.clients.sync import SyncClient
-from bridge.emulator import EmulatorConfig, EmulatorState
-from bridge.emulator.testing import FakeClock, RunningEmulator, run_emulator_in_thread
+from bridge.emulator import EmulatorState
+from bridge.emulator.testing import RunningEmulator
+from tests.conftest import EMULATOR_TOKEN as TOKEN
 
-TOKEN = "emulator-test-token"
-
-
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[RunningEmulator]:
-    with run_emulator_in_thread(token=TOKEN) as running:
-        yield running
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def state(emulator: RunningEmulator, clock: FakeClock) -> EmulatorState:
-    """The running emulator's state, emptied, with default configuration and the test's clock."""
-    emulator.state.reset()
-    emulator.state.config = EmulatorConfig()
-    emulator.state.clock = clock
-    return emulator.state
+__all__ = ["TOKEN"]
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ def intake(push: Push, routes: RouteTable, *, received_at: float, debounce: floa
     if push.deleted or push.after == "0" * 40:
         return Intake(ignored="branch_deleted")
     repo = push.repository
-    matched = routes.match(repo.full_name, branch, repo.default_branch)
+    matched = routes.match(repo.full_name, branch, default_branch=repo.default_branch)
     if not matched:
         return Intake(ignored="no_route")
     jobs = []

@@ -6,7 +6,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 
-from bridge.http.errors import http_exception
+from bridge.http.errors import http_exception, internal_error
 from bridge.http.health import healthz, metrics, readyz
 from bridge.http.webhooks import github_webhook
 from bridge.service import Service
@@ -19,7 +19,7 @@ def create_app(service: Service) -> Litestar:
         state=State({"service": service}),
         on_startup=[service.start],
         on_shutdown=[service.stop],
-        exception_handlers={HTTPException: http_exception},
+        exception_handlers={HTTPException: http_exception, Exception: internal_error},
         request_max_body_size=service.settings.max_body_bytes,
         openapi_config=None,
         logging_config=None,

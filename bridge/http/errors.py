@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from bridge.core.errors import DeliveryRejected
+
+log = structlog.get_logger("bridge.http")
 
 
 def rejected(exc: DeliveryRejected, *, delivery_id: str | None = None) -> Response[dict[str, Any]]:
@@ -23,3 +26,11 @@ def http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[di
         exc.status_code, "http_error"
     )
     return Response({"error": reason, "message": exc.detail}, status_code=exc.status_code)
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Anything unexpected: logged with its traceback, answered 500 without details."""
+    log.error("http.internal_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
+    return Response(
+        {"error": "internal_error", "message": "The bridge failed to handle this request."}, status_code=500
+    )

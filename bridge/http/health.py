@@ -14,13 +14,13 @@ from bridge.service import Service
 log = structlog.get_logger("bridge.health")
 
 
-@get("/healthz", sync_to_thread=False)
+@get("/healthz")
 async def healthz() -> dict[str, str]:
     """The process answers."""
     return {"status": "ok"}
 
 
-@get("/readyz", sync_to_thread=False)
+@get("/readyz")
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """Settings and routes loaded, the service started, and the store answers within two seconds."""
     service: Service = request.app.state.service
@@ -34,10 +34,12 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         log.warning("readyz.store_unavailable", error=type(exc).__name__)
         checks["store"] = f"unavailable: {type(exc).__name__}"
         ready = False
-    return Response({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+    return Response(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
-@get("/metrics", sync_to_thread=False)
+@get("/metrics")
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus text; job counts per state are read from the store at scrape time."""
     service: Service = request.app.state.service

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 from litestar import Request, Response, post
-from litestar.exceptions import RequestEntityTooLarge
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from bridge.core.errors import DeliveryRejected, PayloadTooLarge
 from bridge.core.events import decode_body, parse_headers, parse_push
@@ -30,7 +30,7 @@ def _answer(service: Service, outcome: str, reason: str, status: int, **body: An
     return Response({"status": outcome, "reason": reason, **body}, status_code=status)
 
 
-@post("/webhooks/github", status_code=202, sync_to_thread=False)
+@post("/webhooks/github", status_code=202)
 async def github_webhook(request: Request[Any, Any, Any]) -> Response[Any]:
     service: Service = request.app.state.service
     started = time.perf_counter()

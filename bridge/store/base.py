@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.core.jobs import DeliveryRecord, Job, JobState, NewJob
+from bridge.core.jobs import DeliveryRecord, InvocationStatus, Job, JobState, NewJob
 
 FieldValue = str | int | float | bool | None
 
@@ -38,12 +38,49 @@ UPDATABLE_FIELDS = frozenset(
 )
 
 
+class StoreClosed(RuntimeError):
+    """The store is not open (``open()`` not called yet, or ``close()`` called)."""
+
+
 @dataclass(frozen=True, slots=True)
 class JobUpdate:
     """Set ``fields`` (names from ``UPDATABLE_FIELDS``) on job ``job_id``; ``updated_at`` is set too."""
 
     job_id: int
     fields: Mapping[str, FieldValue]
+
+
+_NUMBER_FIELDS = frozenset({"due_at", "first_attempt_at", "poll_at"})
+_TEXT_FIELDS = frozenset({"invocation_id", "error", "source_id"})
+_REQUIRED_FIELDS = frozenset({"state", "attempts", "due_at", "cancel_wanted"})
+
+
+def check_update(update: JobUpdate) -> None:
+    """Raise ``ValueError`` unless ``update`` sets only ``UPDATABLE_FIELDS``, each to a value of its kind.
+
+    Every store calls this for every update before it touches its data, so a bad update changes nothing.
+    """
+    for name, value in update.fields.items():
+        if name not in UPDATABLE_FIELDS:
+            raise ValueError(f"job field {name!r} cannot be updated (job {update.job_id})")
+        if value is None:
+            if name in _REQUIRED_FIELDS:
+                raise ValueError(f"job field {name!r} cannot be None (job {update.job_id})")
+            continue
+        if name == "state":
+            ok = isinstance(value, str) and value in JobState._value2member_map_
+        elif name == "invocation_status":
+            ok = isinstance(value, str) and value in InvocationStatus._value2member_map_
+        elif name == "attempts":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif name == "cancel_wanted":
+            ok = isinstance(value, bool)
+        elif name in _NUMBER_FIELDS:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok = name in _TEXT_FIELDS and isinstance(value, str)
+        if not ok:
+            raise ValueError(f"job field {name!r} cannot be set to {value!r} (job {update.job_id})")
 
 
 class Store(Protocol):

@@ -1,0 +1,192 @@
+-- Every SQL statement of the SQLite and PostgreSQL stores, by name (see bridge/store/queries.py).
+--
+-- A block starts with a header line "-- name --"; a header "-- name@sqlite --" or "-- name@postgres --"
+-- gives one dialect its own version of a statement. Comment lines right after a header describe it.
+-- Parameters are written :name (sqlite3's named style); psycopg gets them as %(name)s.
+-- Write SQL both engines accept: no "::" casts (CAST(x AS type) is portable), no LEAST/GREATEST
+-- (they ignore NULLs in PostgreSQL but not in SQLite), booleans tested as bare columns.
+-- A job is *due* when it is waiting (queued, creating) or wants its invocation cancelled.
+
+-- ping --
+SELECT 1 AS ok
+
+-- insert_delivery --
+-- Store a delivery; changes no row when (hook_id, delivery_id) is already stored.
+INSERT INTO deliveries (hook_id, delivery_id, event, repository, ref, after, received_at)
+VALUES (:hook_id, :delivery_id, :event, :repository, :ref, :after, :received_at)
+ON CONFLICT (hook_id, delivery_id) DO NOTHING
+
+-- insert_job --
+INSERT INTO jobs (
+    delivery_id, lane, route, source_key, source_id, source_spec, repository, repository_id, branch,
+    before, after, pushed_at, collection, state, attempts, received_at, due_at, cancel_wanted, updated_at
+) VALUES (
+    :delivery_id, :lane, :route, :source_key, :source_id, :source_spec, :repository, :repository_id, :branch,
+    :before, :after, :pushed_at, :collection, 'queued', 0, :received_at, :due_at, FALSE, :received_at
+)
+
+-- lower_lane --
+-- Create the lane or bring its next due time forward to :due_at (a NULL next_due means "never").
+INSERT INTO lanes (lane, next_due) VALUES (:lane, :due_at)
+ON CONFLICT (lane) DO UPDATE SET next_due = CASE
+    WHEN lanes.next_due IS NULL OR lanes.next_due > excluded.next_due THEN excluded.next_due
+    ELSE lanes.next_due
+END
+
+-- claim_lane@sqlite --
+-- The single writer thread serialises claims, so no row lock is needed.
+UPDATE lanes SET owner = :owner, lease_until = :lease_until
+WHERE lane = (
+    SELECT lane FROM lanes
+    WHERE next_due <= :now AND (owner IS NULL OR lease_until < :now)
+    ORDER BY next_due, lane
+    LIMIT 1
+)
+RETURNING lane
+
+-- claim_lane@postgres --
+-- Replicas claim concurrently: a lane another transaction has locked is skipped, not waited for.
+UPDATE lanes SET owner = :owner, lease_until = :lease_until
+WHERE lane = (
+    SELECT lane FROM lanes
+    WHERE next_due <= :now AND (owner IS NULL OR lease_until < :now)
+    ORDER BY next_due, lane
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING lane
+
+-- renew_lane --
+UPDATE lanes SET lease_until = :lease_until
+WHERE lane = :lane AND owner = :owner AND lease_until >= :now
+
+-- release_lane --
+UPDATE lanes SET owner = NULL, lease_until = NULL, next_due = (
+    SELECT MIN(jobs.due_at) FROM jobs
+    WHERE jobs.lane = lanes.lane AND (jobs.state IN ('queued', 'creating') OR jobs.cancel_wanted)
+)
+WHERE lane = :lane AND owner = :owner
+
+-- release_all_leases --
+-- At start-up of the only replica (SQLite): whoever held a lease is dead.
+UPDATE lanes SET owner = NULL, lease_until = NULL, next_due = (
+    SELECT MIN(jobs.due_at) FROM jobs
+    WHERE jobs.lane = lanes.lane AND (jobs.state IN ('queued', 'creating') OR jobs.cancel_wanted)
+)
+WHERE owner IS NOT NULL
+
+-- lock_lane@sqlite --
+SELECT owner, lease_until FROM lanes WHERE lane = :lane
+
+-- lock_lane@postgres --
+-- Taken in lane order by every transaction that touches several lanes, so they cannot deadlock.
+SELECT owner, lease_until FROM lanes WHERE lane = :lane FOR UPDATE
+
+-- job_lane --
+SELECT lane FROM jobs WHERE id = :job_id
+
+-- lane_jobs --
+SELECT * FROM jobs
+WHERE lane = :lane AND (
+    state IN ('queued', 'creating', 'active') OR cancel_wanted OR id IN (
+        SELECT id FROM jobs
+        WHERE lane = :lane AND state NOT IN ('queued', 'creating', 'active') AND NOT cancel_wanted
+        ORDER BY id DESC
+        LIMIT :history
+    )
+)
+ORDER BY id
+
+-- update_job --
+-- One static statement for every JobUpdate: :set_<field> says whether <field> changes.
+UPDATE jobs SET
+    state = CASE WHEN :set_state THEN :state ELSE state END,
+    attempts = CASE WHEN :set_attempts THEN :attempts ELSE attempts END,
+    due_at = CASE WHEN :set_due_at THEN :due_at ELSE due_at END,
+    first_attempt_at = CASE WHEN :set_first_attempt_at THEN :first_attempt_at ELSE first_attempt_at END,
+    invocation_id = CASE WHEN :set_invocation_id THEN :invocation_id ELSE invocation_id END,
+    invocation_status = CASE WHEN :set_invocation_status THEN :invocation_status ELSE invocation_status END,
+    poll_at = CASE WHEN :set_poll_at THEN :poll_at ELSE poll_at END,
+    cancel_wanted = CASE WHEN :set_cancel_wanted THEN :cancel_wanted ELSE cancel_wanted END,
+    error = CASE WHEN :set_error THEN :error ELSE error END,
+    source_id = CASE WHEN :set_source_id THEN :source_id ELSE source_id END,
+    updated_at = :now
+WHERE id = :job_id
+RETURNING lane, state, due_at, cancel_wanted
+
+-- requeue_job --
+UPDATE jobs SET
+    state = 'queued', due_at = :now, attempts = 0, first_attempt_at = NULL, error = NULL, updated_at = :now
+WHERE id = :job_id AND state IN ('failed', 'dead')
+RETURNING lane
+
+-- due_polls --
+SELECT * FROM jobs
+WHERE state = 'active' AND poll_at <= :now
+ORDER BY poll_at, id
+LIMIT :limit
+
+-- get_job --
+SELECT * FROM jobs WHERE id = :job_id
+
+-- list_jobs --
+-- One slot per JobState (a test keeps the count in step); unused slots are NULL and match nothing.
+SELECT * FROM jobs
+WHERE (:any_state OR state IN (:state0, :state1, :state2, :state3, :state4, :state5, :state6))
+    AND (CAST(:lane AS TEXT) IS NULL OR lane = :lane)
+ORDER BY id DESC
+LIMIT :limit
+
+-- count_jobs --
+SELECT state, COUNT(*) AS n FROM jobs GROUP BY state
+
+-- get_source --
+SELECT source_id FROM sources WHERE key = :key
+
+-- put_source --
+INSERT INTO sources (key, source_id) VALUES (:key, :source_id)
+ON CONFLICT (key) DO NOTHING
+
+-- prune_deliveries --
+DELETE FROM deliveries WHERE received_at < :before
+
+-- prune_jobs --
+DELETE FROM jobs WHERE state IN ('done', 'superseded') AND updated_at < :before
+
+-- prune_lanes@sqlite --
+DELETE FROM lanes
+WHERE owner IS NULL AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.lane = lanes.lane)
+
+-- prune_lanes@postgres --
+-- A lane some transaction holds (an accept adding a job to it, a claim) is left for the next prune.
+DELETE FROM lanes WHERE lane IN (
+    SELECT lane FROM lanes
+    WHERE owner IS NULL AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.lane = lanes.lane)
+    FOR UPDATE SKIP LOCKED
+)
+
+-- lock_migrations@sqlite --
+-- The migration transaction began with BEGIN IMMEDIATE, which already excludes every other writer.
+SELECT 1 AS ok
+
+-- lock_migrations@postgres --
+-- Replicas starting at once queue here; the lock ends with the transaction.
+SELECT pg_advisory_xact_lock(4242420001) AS ok
+
+-- create_schema_migrations@sqlite --
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP
+)
+
+-- create_schema_migrations@postgres --
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)
+
+-- applied_migrations --
+SELECT version FROM schema_migrations ORDER BY version
+
+-- record_migration --
+INSERT INTO schema_migrations (version) VALUES (:version)

@@ -1,0 +1,268 @@
+"""The store's transaction bodies, written once for SQLite and PostgreSQL.
+
+Each body is a plain function over :class:`Tx`, a tiny wrapper of one DB-API cursor that runs named
+statements from ``queries.sql``. The SQLite store runs bodies on its writer thread (each inside a
+savepoint of a group commit); the PostgreSQL store runs them in a pool thread, one transaction each,
+and runs a body again when PostgreSQL aborted it for a deadlock. A body therefore does nothing but
+database work, and returns plain values.
+
+Lock order (it matters on PostgreSQL): a transaction that changes jobs first locks their lanes, in
+lane-name order (``lock_lane``), then the jobs; ``accept`` creates or lowers its lanes in lane-name
+order before it inserts jobs. So two transactions never wait for each other in a cycle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from enum import Enum
+from typing import Any, Protocol
+
+from bridge.core.jobs import WAITING_STATES, DeliveryRecord, InvocationStatus, Job, JobState, NewJob
+from bridge.store.base import UPDATABLE_FIELDS, JobUpdate
+
+Row = dict[str, Any]
+
+
+class DbCursor(Protocol):
+    """The part of a DB-API cursor the bodies use (``sqlite3.Cursor`` and ``psycopg.Cursor`` fit)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def description(self) -> Any: ...
+
+    def execute(self, sql: str, params: Mapping[str, Any], /) -> object: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Tx:
+    """One open transaction: runs named statements with keyword parameters."""
+
+    def __init__(self, cursor: DbCursor, queries: Mapping[str, str]) -> None:
+        self.cursor = cursor
+        self._queries = queries
+
+    def run(self, name: str, **params: Any) -> int:
+        """Run a statement that returns no rows; the number of rows it changed."""
+        self.cursor.execute(self._queries[name], params)
+        return self.cursor.rowcount
+
+    def rows(self, name: str, **params: Any) -> list[Row]:
+        """Run a statement and return its rows as dicts."""
+        self.cursor.execute(self._queries[name], params)
+        columns = [column[0] for column in self.cursor.description]
+        return [dict(zip(columns, values, strict=True)) for values in self.cursor.fetchall()]
+
+    def row(self, name: str, **params: Any) -> Row | None:
+        """Run a statement and return its first row, if any."""
+        rows = self.rows(name, **params)
+        return rows[0] if rows else None
+
+
+def row_to_job(row: Row) -> Job:
+    """Map a ``jobs`` row to a :class:`Job` (enums, booleans and floats restored)."""
+    status = row["invocation_status"]
+    return Job(
+        id=int(row["id"]),
+        delivery_id=row["delivery_id"],
+        lane=row["lane"],
+        route=row["route"],
+        source_key=row["source_key"],
+        source_id=row["source_id"],
+        source_spec=row["source_spec"],
+        repository=row["repository"],
+        repository_id=int(row["repository_id"]),
+        branch=row["branch"],
+        before=row["before"],
+        after=row["after"],
+        pushed_at=None if row["pushed_at"] is None else int(row["pushed_at"]),
+        collection=row["collection"],
+        state=JobState(row["state"]),
+        attempts=int(row["attempts"]),
+        received_at=float(row["received_at"]),
+        due_at=float(row["due_at"]),
+        first_attempt_at=_optional_float(row["first_attempt_at"]),
+        invocation_id=row["invocation_id"],
+        invocation_status=None if status is None else InvocationStatus(status),
+        poll_at=_optional_float(row["poll_at"]),
+        cancel_wanted=bool(row["cancel_wanted"]),
+        error=row["error"],
+        updated_at=float(row["updated_at"]),
+    )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _plain(value: Any) -> Any:
+    """Enums as their values: drivers must never see an enum's name."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def _is_due(row: Row) -> bool:
+    return row["state"] in WAITING_STATES or bool(row["cancel_wanted"])
+
+
+def _lock_lanes_of(tx: Tx, job_ids: Iterable[int]) -> dict[str, Row | None]:
+    """Lock the lanes of ``job_ids`` in lane order; each lane's lease row (jobs that do not exist
+    are skipped)."""
+    lanes: set[str] = set()
+    for job_id in sorted(set(job_ids)):
+        row = tx.row("job_lane", job_id=job_id)
+        if row is not None:
+            lanes.add(row["lane"])
+    return {lane: tx.row("lock_lane", lane=lane) for lane in sorted(lanes)}
+
+
+def _holds(lease: Row | None, *, owner: str, now: float) -> bool:
+    return (
+        lease is not None
+        and lease["owner"] == owner
+        and lease["lease_until"] is not None
+        and lease["lease_until"] >= now
+    )
+
+
+# --- bodies, one per Store method --------------------------------------------------------------
+
+
+def ping(tx: Tx) -> None:
+    tx.rows("ping")
+
+
+def accept(tx: Tx, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> bool:
+    received_at = float(delivery.received_at)
+    inserted = tx.run(
+        "insert_delivery",
+        hook_id=delivery.hook_id,
+        delivery_id=delivery.delivery_id,
+        event=delivery.event,
+        repository=delivery.repository,
+        ref=delivery.ref,
+        after=delivery.after,
+        received_at=received_at,
+    )
+    if inserted == 0:
+        return False
+    earliest: dict[str, float] = {}
+    for job in jobs:
+        earliest[job.lane] = min(earliest.get(job.lane, math.inf), float(job.due_at))
+    for lane in sorted(earliest):
+        tx.run("lower_lane", lane=lane, due_at=earliest[lane])
+    for job in jobs:
+        tx.run(
+            "insert_job",
+            delivery_id=delivery.delivery_id,
+            lane=job.lane,
+            route=job.route,
+            source_key=job.source_key,
+            source_id=job.source_id,
+            source_spec=job.source_spec,
+            repository=job.repository,
+            repository_id=job.repository_id,
+            branch=job.branch,
+            before=job.before,
+            after=job.after,
+            pushed_at=job.pushed_at,
+            collection=job.collection,
+            received_at=received_at,
+            due_at=float(job.due_at),
+        )
+    return True
+
+
+def claim_lane(tx: Tx, *, owner: str, now: float, lease: float) -> str | None:
+    row = tx.row("claim_lane", owner=owner, now=float(now), lease_until=float(now + lease))
+    return None if row is None else str(row["lane"])
+
+
+def renew_lane(tx: Tx, lane: str, *, owner: str, now: float, lease: float) -> bool:
+    return tx.run("renew_lane", lane=lane, owner=owner, now=float(now), lease_until=float(now + lease)) > 0
+
+
+def release_lane(tx: Tx, lane: str, *, owner: str) -> None:
+    tx.run("release_lane", lane=lane, owner=owner)
+
+
+def release_all_leases(tx: Tx) -> int:
+    return tx.run("release_all_leases")
+
+
+def lane_jobs(tx: Tx, lane: str, *, history: int) -> list[Job]:
+    return [row_to_job(row) for row in tx.rows("lane_jobs", lane=lane, history=history)]
+
+
+def _update_params(update: JobUpdate, now: float) -> dict[str, Any]:
+    params: dict[str, Any] = {"job_id": update.job_id, "now": float(now)}
+    for name in UPDATABLE_FIELDS:
+        params[f"set_{name}"] = name in update.fields
+        params[name] = _plain(update.fields.get(name))
+    return params
+
+
+def apply(tx: Tx, updates: Sequence[JobUpdate], *, now: float, owner: str | None) -> bool:
+    """The caller has checked every update (``base.check_update``)."""
+    leases = _lock_lanes_of(tx, (update.job_id for update in updates))
+    if owner is not None and not all(_holds(lease, owner=owner, now=now) for lease in leases.values()):
+        return False
+    # Stable sort: each job's updates keep their order, and job rows are locked in id order.
+    for update in sorted(updates, key=lambda update: update.job_id):
+        row = tx.row("update_job", **_update_params(update, now))
+        if row is not None and _is_due(row):
+            tx.run("lower_lane", lane=row["lane"], due_at=float(row["due_at"]))
+    return True
+
+
+def due_polls(tx: Tx, *, now: float, limit: int) -> list[Job]:
+    return [row_to_job(row) for row in tx.rows("due_polls", now=float(now), limit=limit)]
+
+
+def get_job(tx: Tx, job_id: int) -> Job | None:
+    row = tx.row("get_job", job_id=job_id)
+    return None if row is None else row_to_job(row)
+
+
+def list_jobs(tx: Tx, *, states: Collection[JobState] | None, lane: str | None, limit: int) -> list[Job]:
+    wanted = sorted({JobState(state).value for state in states or ()})
+    params: dict[str, Any] = {"any_state": states is None, "lane": lane, "limit": limit}
+    for index in range(len(JobState)):
+        params[f"state{index}"] = wanted[index] if index < len(wanted) else None
+    return [row_to_job(row) for row in tx.rows("list_jobs", **params)]
+
+
+def requeue(tx: Tx, job_ids: Collection[int], *, now: float) -> int:
+    _lock_lanes_of(tx, job_ids)
+    count = 0
+    for job_id in sorted(set(job_ids)):
+        row = tx.row("requeue_job", job_id=job_id, now=float(now))
+        if row is not None:
+            count += 1
+            tx.run("lower_lane", lane=row["lane"], due_at=float(now))
+    return count
+
+
+def counts(tx: Tx) -> dict[str, int]:
+    result = {state.value: 0 for state in JobState}
+    for row in tx.rows("count_jobs"):
+        result[row["state"]] = int(row["n"])
+    return result
+
+
+def get_source(tx: Tx, key: str) -> str | None:
+    row = tx.row("get_source", key=key)
+    return None if row is None else str(row["source_id"])
+
+
+def put_source(tx: Tx, key: str, source_id: str) -> None:
+    tx.run("put_source", key=key, source_id=source_id)
+
+
+def prune(tx: Tx, *, deliveries_before: float, jobs_before: float) -> tuple[int, int]:
+    deliveries = tx.run("prune_deliveries", before=float(deliveries_before))
+    jobs = tx.run("prune_jobs", before=float(jobs_before))
+    tx.run("prune_lanes")
+    return deliveries, jobs

@@ -1,0 +1,1 @@
+"""Tests of the Store port and its implementations."""

@@ -1,0 +1,99 @@
+"""Named SQL statements and migration files: loading, dialect conversion, packaging."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.core.jobs import JobState
+from bridge.store.migrate import load_migrations, split_sqlite_script
+from bridge.store.queries import DIALECTS, Dialect, load_queries, parse_blocks, to_pyformat
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT * FROM jobs WHERE id = :job_id", "SELECT * FROM jobs WHERE id = %(job_id)s"),
+        ("VALUES (:a, :b_2)", "VALUES (%(a)s, %(b_2)s)"),
+        ("WHERE name LIKE 'x%'", "WHERE name LIKE 'x%%'"),
+        ("SELECT 5 % 2", "SELECT 5 %% 2"),
+        ("SELECT ':not_a_param'", "SELECT ':not_a_param'"),
+        ("SELECT 1 -- :comment", "SELECT 1 -- :comment"),
+        ('SELECT "odd:name" FROM t', 'SELECT "odd:name" FROM t'),
+        ("SELECT '12:30'", "SELECT '12:30'"),
+    ],
+)
+def test_to_pyformat_converts_parameters_only(sql: str, expected: str) -> None:
+    """:name becomes %(name)s outside quotes and comments; every literal % is doubled."""
+    assert to_pyformat(sql) == expected
+
+
+def test_to_pyformat_refuses_double_colon_casts() -> None:
+    """'::' casts are not portable and would be mistaken for parameters."""
+    with pytest.raises(ValueError, match="CAST"):
+        to_pyformat("SELECT :x::text")
+
+
+def test_both_dialects_have_the_same_statements() -> None:
+    """Every statement name exists for SQLite and for PostgreSQL."""
+    sqlite, postgres = (set(load_queries(dialect)) for dialect in DIALECTS)
+    assert sqlite == postgres
+
+
+def test_postgres_statements_use_pyformat() -> None:
+    """The PostgreSQL statements carry %(name)s parameters, never :name."""
+    statement = load_queries("postgres")["get_job"]
+    assert "%(job_id)s" in statement
+    assert ":job_id" not in statement
+
+
+def test_claims_skip_locked_lanes_on_postgres() -> None:
+    """Replicas claim with FOR UPDATE SKIP LOCKED; SQLite (one writer) needs no lock clause."""
+    assert "FOR UPDATE SKIP LOCKED" in load_queries("postgres")["claim_lane"]
+    assert "FOR UPDATE" not in load_queries("sqlite")["claim_lane"]
+
+
+def test_list_jobs_has_one_state_slot_per_job_state() -> None:
+    """Adding a JobState needs a slot in list_jobs, or the new state could never be filtered on."""
+    statement = load_queries("sqlite")["list_jobs"]
+    slots = [index for index in range(20) if f":state{index}," in statement or f":state{index})" in statement]
+    assert slots == list(range(len(JobState)))
+
+
+def test_unknown_statement_name_is_a_clear_error() -> None:
+    """A typo in a statement name says which name and dialect."""
+    with pytest.raises(KeyError, match="no SQL statement named 'nope' for sqlite"):
+        load_queries("sqlite")["nope"]
+
+
+def test_duplicate_block_is_refused() -> None:
+    """Two blocks with one name are a mistake in queries.sql."""
+    with pytest.raises(ValueError, match="defined twice"):
+        parse_blocks("-- a --\nSELECT 1\n-- a --\nSELECT 2\n")
+
+
+def test_block_comments_after_the_header_are_dropped() -> None:
+    """A block's leading comment lines describe it and are not part of the statement."""
+    assert parse_blocks("-- a --\n-- what a does\nSELECT 1\n") == {("a", None): "SELECT 1"}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_migrations_ship_as_package_data(dialect: Dialect) -> None:
+    """The numbered .sql files are found through importlib.resources, starting at 1."""
+    migrations = load_migrations(dialect)
+    assert [migration.version for migration in migrations][:1] == [1]
+    assert "CREATE TABLE jobs" in migrations[0].sql
+
+
+def test_sqlite_scripts_split_into_statements() -> None:
+    """Statements split at their end, comments and blank lines kept with the next one."""
+    script = "-- one\nCREATE TABLE a (x INTEGER);\n\nCREATE INDEX a_x\n    ON a (x);\n-- trailing\n"
+    assert split_sqlite_script(script) == [
+        "-- one\nCREATE TABLE a (x INTEGER);",
+        "CREATE INDEX a_x\n    ON a (x);",
+    ]
+
+
+def test_sqlite_script_with_an_unfinished_statement_is_refused() -> None:
+    """A statement missing its ';' is an error, not silently dropped."""
+    with pytest.raises(ValueError, match="incomplete"):
+        split_sqlite_script("CREATE TABLE a (x INTEGER)\n")

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import sys
 import uuid
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from bridge.settings import Settings
 
 EXIT_CONFIG = 2
 DEV_DIR = Path(".bridge-dev")
-DEV_TOKEN = "dev-token"  # the local emulator's token; not a credential
+DEV_TOKEN = "dev-token"  # noqa: S105 - the local emulator's fixed token, not a credential
 DEMO_ROUTES = """\
 # Demo routes for `bridge dev`: every branch of acme/* goes to the emulator's demo source.
 routes:
@@ -69,7 +70,7 @@ def build_service(settings: Settings) -> Any:
         fail("BRIDGE_SYNC_TOKEN is required (the Chroma Cloud API key)")
     try:
         routes = load_routes(settings.routes_file)
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, release_leases=False)
     except BridgeError as exc:
         fail(str(exc))
     sync = SyncClient(
@@ -89,6 +90,10 @@ def run_server(settings: Settings, *, host: str, port: int) -> None:
 
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
     app = create_app(build_service(settings))
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler it
+    # found; a no-op one here makes a graceful stop exit with status 0 instead of "killed by SIGTERM".
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         app,
         host=host,
@@ -155,7 +160,7 @@ async def _check(settings: Settings) -> list[str]:
     lines = []
     routes = load_routes(settings.routes_file)
     lines.append(f"routes: {len(routes.routes)} in {settings.routes_file}")
-    store = open_store(settings.database_url)
+    store = open_store(settings.database_url, release_leases=False)
     await store.open()
     await store.ping()
     await store.close()
@@ -163,7 +168,9 @@ async def _check(settings: Settings) -> list[str]:
     if settings.sync_token is None:
         fail("BRIDGE_SYNC_TOKEN is required (the Chroma Cloud API key)")
     async with SyncClient(
-        base_url=settings.sync_url, token=settings.sync_token.get_secret_value(), timeout=settings.sync_timeout
+        base_url=settings.sync_url,
+        token=settings.sync_token.get_secret_value(),
+        timeout=settings.sync_timeout,
     ) as sync:
         try:
             await sync.list_sources(limit=1)
@@ -238,7 +245,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     settings = load_settings()
 
     async def run() -> None:
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, release_leases=False)
         await store.open()
         await store.close()
 
@@ -257,7 +264,7 @@ def cmd_jobs(args: argparse.Namespace) -> None:
     settings = load_settings()
 
     async def run() -> None:
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, release_leases=False)
         await store.open()
         try:
             if args.action == "requeue":
@@ -342,7 +349,9 @@ def parser() -> argparse.ArgumentParser:
     emulator = sub.add_parser("emulator", help="run the Chroma Sync emulator on its own")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8765)
-    emulator.add_argument("--token", help="token the emulator accepts (default BRIDGE_SYNC_TOKEN or dev-token)")
+    emulator.add_argument(
+        "--token", help="token the emulator accepts (default BRIDGE_SYNC_TOKEN or dev-token)"
+    )
     emulator.set_defaults(func=cmd_emulator)
     return p
 

@@ -87,7 +87,7 @@ class Service:
         log.info("service.stopping", timeout=self.settings.shutdown_timeout)
         self.started = False
         if self.worker is not None:
-            await self.worker.stop(timeout=self.settings.shutdown_timeout)
+            await self.worker.stop(grace=self.settings.shutdown_timeout)
         await self.sync.aclose()
         await self.store.close()
         log.info("service.stopped")

@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret string, for the log redactor."""
         values = [s.decode() for s in self.webhook_secrets]
-        for secret in (self.sync_token, self.admin_token):
-            if secret is not None and secret.get_secret_value():
-                values.append(secret.get_secret_value())
+        values += [
+            s.get_secret_value()
+            for s in (self.sync_token, self.admin_token)
+            if s is not None and s.get_secret_value()
+        ]
         return values

@@ -36,8 +36,15 @@ routes:
 """
 
 
-def signed_headers(body: bytes, *, event: str = "push", delivery: str | None = None, hook: str = "1",
-                   secret: str = SECRET, content_type: str = "application/json") -> dict[str, str]:  # fmt: skip
+def signed_headers(
+    body: bytes,
+    *,
+    event: str = "push",
+    delivery: str | None = None,
+    hook: str = "1",
+    secret: str = SECRET,
+    content_type: str = "application/json",
+) -> dict[str, str]:
     return {
         "Content-Type": content_type,
         "X-GitHub-Event": event,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -94,7 +93,11 @@ async def test_pushes_that_index_nothing_are_ignored(ingress: Ingress, name: str
     body = encode(load_payload(name))
     response = await ingress.post(body, signed_headers(body))
     assert response.status_code == 202
-    assert response.json() | {"delivery_id": None} == {"status": "ignored", "reason": reason, "delivery_id": None}
+    assert response.json() | {"delivery_id": None} == {
+        "status": "ignored",
+        "reason": reason,
+        "delivery_id": None,
+    }
     assert await stored_jobs(ingress) == 0
 
 
@@ -216,5 +219,3 @@ async def test_unknown_path_is_json_404(ingress: Ingress) -> None:
     response = await ingress.client.get("/nope")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
-
-

@@ -1,0 +1,148 @@
+"""`bridge serve` as a real process against a Sync API in another process (the emulator as a stand-in)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bridge.samples import encode, fake_sha
+from tests.conftest import load_payload
+from tests.e2e.procs import (
+    SECRET,
+    TOKEN,
+    Bridge,
+    Emulator,
+    bridge_env,
+    emulator_process,
+    send_push,
+    signed,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bridge, Emulator]]:
+    tmp = tmp_path_factory.mktemp("serve")
+    with emulator_process(tmp) as emulator:
+        source = emulator.add_source("acme/api")
+        routes = f'routes:\n  - repository: "acme/*"\n    branches: ["**"]\n    source_id: {source}\n'
+        bridge = Bridge(env=bridge_env(tmp, sync_url=emulator.url, routes=routes), tmp=tmp)
+        bridge.start()
+        try:
+            yield bridge, emulator
+        finally:
+            if bridge.proc is not None and bridge.proc.poll() is None:
+                bridge.kill()
+
+
+def invocations_for(emulator: Emulator, sha: str) -> list[dict[str, object]]:
+    return [i for i in emulator.state()["invocations"] if i["sha"] == sha]
+
+
+def test_push_becomes_an_invocation(running: tuple[Bridge, Emulator]) -> None:
+    """A signed push to a routed branch becomes one invocation of exactly that commit."""
+    bridge, emulator = running
+    sha = fake_sha("e2e-1")
+    response = send_push(bridge.url, repository="acme/api", branch="feature/x", after=sha)
+    assert response.status_code == 202
+    wait_until(lambda: len(invocations_for(emulator, sha)) == 1, timeout=10)
+    [invocation] = invocations_for(emulator, sha)
+    assert str(invocation["collection"]).startswith("acme-api-feature-x")
+
+
+def test_redelivery_creates_nothing(running: tuple[Bridge, Emulator]) -> None:
+    """The same delivery GUID again is answered duplicate and makes no second invocation."""
+    bridge, emulator = running
+    sha = fake_sha("e2e-2")
+    first = send_push(bridge.url, repository="acme/api", branch="main", after=sha, delivery="dup-1")
+    again = send_push(bridge.url, repository="acme/api", branch="main", after=sha, delivery="dup-1")
+    assert (first.json()["status"], again.json()["status"]) == ("accepted", "duplicate")
+    wait_until(lambda: len(invocations_for(emulator, sha)) == 1, timeout=10)
+
+
+def test_newer_push_cancels_the_older_one(running: tuple[Bridge, Emulator]) -> None:
+    """Two pushes to one branch end with the older invocation cancelled (or never created)."""
+    bridge, emulator = running
+    emulator.configure(pending_seconds=30)
+    try:
+        a, b = fake_sha("e2e-3a"), fake_sha("e2e-3b")
+        send_push(bridge.url, repository="acme/api", branch="topic", after=a, before="0" * 40)
+        wait_until(lambda: len(invocations_for(emulator, a)) == 1, timeout=10)
+        send_push(bridge.url, repository="acme/api", branch="topic", after=b, before=a)
+        wait_until(lambda: [i["status"] for i in invocations_for(emulator, a)] == ["cancelled"], timeout=10)
+        assert [i["status"] for i in invocations_for(emulator, b)] == ["pending"]
+    finally:
+        emulator.configure(pending_seconds=1)
+
+
+def test_injected_sync_failures_are_retried(running: tuple[Bridge, Emulator]) -> None:
+    """503s and a dropped connection on create still end in exactly one invocation."""
+    bridge, emulator = running
+    emulator.faults(
+        [
+            {"operation": "create_invocation", "kind": "status", "status": 503, "times": 2},
+            {"operation": "create_invocation", "kind": "drop_after_commit", "times": 1},
+        ]
+    )
+    sha = fake_sha("e2e-4")
+    send_push(bridge.url, repository="acme/api", branch="flaky", after=sha)
+    wait_until(lambda: len(invocations_for(emulator, sha)) == 1, timeout=20)
+    wait_until(lambda: emulator.state()["faults"] == [], timeout=5)
+    assert len(invocations_for(emulator, sha)) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("push/with-installation.payload.json", "ignored"),
+        ("captured/githubkit/push.json", "ignored"),
+        ("push/with-no-username-committer.payload.json", "ignored"),
+    ],
+)
+def test_real_payloads_that_index_nothing(running: tuple[Bridge, Emulator], name: str, expected: str) -> None:
+    """Tag deletions, branch deletions and unrouted repositories are acknowledged and ignored."""
+    bridge, _ = running
+    body = encode(load_payload(name))
+    response = httpx.post(f"{bridge.url}/webhooks/github", content=body, headers=signed(body))
+    assert (response.status_code, response.json()["status"]) == (202, expected)
+
+
+def test_bad_signature_is_401_and_logged_without_the_secret(running: tuple[Bridge, Emulator]) -> None:
+    """A wrong signature is 401 with a JSON reason; the log line names the reason, never the secret."""
+    bridge, _ = running
+    body = encode(load_payload("captured/probot/push.json"))
+    response = httpx.post(f"{bridge.url}/webhooks/github", content=body, headers=signed(body, secret="nope"))
+    assert response.status_code == 401
+    assert response.json()["error"] == "signature_mismatch"
+    logs = bridge.logs()
+    assert SECRET not in logs
+    assert TOKEN not in logs
+    events = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "delivery.rejected" and e["reason"] == "signature_mismatch" for e in events)
+
+
+def test_sigterm_exits_cleanly(running: tuple[Bridge, Emulator]) -> None:
+    """SIGTERM stops the service within its shutdown timeout with exit status 0."""
+    bridge, _ = running
+    assert bridge.terminate(timeout=15) == 0
+    assert "service.stopped" in bridge.logs()
+
+
+def test_missing_secret_refuses_to_start(tmp_path: Path) -> None:
+    """Without BRIDGE_WEBHOOK_SECRET the service does not start, and says why."""
+    import subprocess
+    import sys
+
+    env = bridge_env(tmp_path, sync_url="http://127.0.0.1:9", routes="routes: []\n")
+    del env["BRIDGE_WEBHOOK_SECRET"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "serve", "--port", "1"], env=env, capture_output=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert b"BRIDGE_WEBHOOK_SECRET" in done.stderr

@@ -25,7 +25,11 @@ HEADERS = {
 def test_headers_are_read() -> None:
     """Event, delivery GUID, hook id, signature and target are extracted."""
     parsed = parse_headers(HEADERS)
-    assert (parsed.event, parsed.delivery_id, parsed.hook_id) == ("push", HEADERS["x-github-delivery"], "292430182")
+    assert (parsed.event, parsed.delivery_id, parsed.hook_id) == (
+        "push",
+        HEADERS["x-github-delivery"],
+        "292430182",
+    )
     assert parsed.target_type == "integration"
     assert parsed.target_id == "79929171"
 
@@ -90,7 +94,9 @@ def test_branch_deletion() -> None:
     assert push.after == "0" * 40
 
 
-@pytest.mark.parametrize("name", ["push/with-new-branch.payload.json", "push/with-no-username-committer.payload.json"])
+@pytest.mark.parametrize(
+    "name", ["push/with-new-branch.payload.json", "push/with-no-username-committer.payload.json"]
+)
 def test_branch_creation(name: str) -> None:
     """Branch creations have before = 40 zeros and created = true."""
     push = parse_push(load_payload(name))

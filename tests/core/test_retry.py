@@ -9,7 +9,9 @@ from bridge.core.retry import DAY, RetryPolicy
 POLICY = RetryPolicy(base=1.0, cap=3600.0, horizon=3 * DAY)
 
 
-@pytest.mark.parametrize(("attempt", "ceiling"), [(1, 1.0), (2, 2.0), (3, 4.0), (10, 512.0), (13, 3600.0), (500, 3600.0)])
+@pytest.mark.parametrize(
+    ("attempt", "ceiling"), [(1, 1.0), (2, 2.0), (3, 4.0), (10, 512.0), (13, 3600.0), (500, 3600.0)]
+)
 def test_ceiling_doubles_up_to_the_cap(attempt: int, ceiling: float) -> None:
     """The largest draw is base * 2**(attempt-1), never above the cap."""
     assert POLICY.delay(attempt, rand=0.999999) == pytest.approx(ceiling, rel=1e-5)

@@ -66,7 +66,12 @@ def test_broken_chain_falls_back_to_pushed_at() -> None:
 
 def test_same_second_without_chain_falls_back_to_arrival() -> None:
     """Equal pushed_at and no chain: the later arrival wins."""
-    assert newest([make_job(1, before=10, after=11, pushed_at=5), make_job(2, before=20, after=21, pushed_at=5)]).id == 2
+    assert (
+        newest(
+            [make_job(1, before=10, after=11, pushed_at=5), make_job(2, before=20, after=21, pushed_at=5)]
+        ).id
+        == 2
+    )
 
 
 def test_branch_reset_cycle_does_not_loop() -> None:

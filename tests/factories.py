@@ -50,7 +50,9 @@ def active(job: Job, invocation: str, status: InvocationStatus = InvocationStatu
     return replace(job, state=JobState.ACTIVE, invocation_id=invocation, invocation_status=status)
 
 
-def new_job(*, lane: str = "L", after: int | str = 1, before: int | str = 0, due_at: float = 0.0, **changes: Any) -> NewJob:
+def new_job(
+    *, lane: str = "L", after: int | str = 1, before: int | str = 0, due_at: float = 0.0, **changes: Any
+) -> NewJob:
     job = NewJob(
         lane=lane,
         route="r1",

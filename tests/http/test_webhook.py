@@ -21,6 +21,7 @@ from bridge.settings import Settings
 from bridge.store.sqlite import SqliteStore
 from tests.conftest import load_payload
 from tests.factories import sha
+from tests.fakes import MemoryStore
 from tests.http.conftest import ROUTES, SECRET, Ingress, signed_headers
 
 pytestmark = pytest.mark.anyio
@@ -219,3 +220,21 @@ async def test_unknown_path_is_json_404(ingress: Ingress) -> None:
     response = await ingress.client.get("/nope")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+async def test_readyz_is_503_when_the_store_does_not_answer(make_settings: Callable[..., Settings]) -> None:
+    """A store that fails its ping makes readyz answer 503 and name the store."""
+    store = MemoryStore()
+    settings = make_settings()
+    service = Service(
+        settings=settings,
+        routes=parse_routes_text(ROUTES),
+        store=store,
+        sync=SyncClient(base_url=settings.sync_url, token="t"),
+    )
+    async with AsyncTestClient(app=create_app(service)) as client:
+        store.ping_error = ConnectionError("database is gone")
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["store"].startswith("unavailable")
+        assert (await client.get("/healthz")).status_code == 200

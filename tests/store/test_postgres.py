@@ -12,8 +12,8 @@ from psycopg_pool import PoolTimeout
 
 from bridge.store.base import JobUpdate
 from bridge.store.postgres import PostgresStore
+from tests.conftest import POSTGRES_URL
 from tests.store.builders import delivery, new_job
-from tests.store.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.anyio
 

@@ -28,7 +28,7 @@ class BridgeError(Exception):
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail
         message = (self.__doc__ or self.reason).strip()
-        super().__init__(f"{message}: {detail}" if detail else message)
+        super().__init__(f"{message.rstrip('.')}: {detail}" if detail else message)
 
     @property
     def message(self) -> str:

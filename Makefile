@@ -30,5 +30,8 @@ lock:  ## re-pin requirements/*.lock from pyproject.toml
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements/runtime.lock -q
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements/dev.lock -q
 
+deploy-check:  ## render, validate and scan the Kubernetes overlays; lint the Dockerfile
+	bash .ci/deploy-check
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -52,7 +52,11 @@ def parse_routes_text(text: str, *, filename: str = "routes.yaml") -> RouteTable
 
 
 def _read_yaml(text: str, *, filename: str) -> tuple[Any, list[int]]:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        raise RoutesError(f"{filename}:{line}: {exc.reason} (character #x{exc.character:04x})") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -61,8 +65,6 @@ def _read_yaml(text: str, *, filename: str) -> tuple[Any, list[int]]:
         document = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         raise RoutesError(_yaml_problem(exc, filename=filename)) from None
-    except yaml.YAMLError as exc:  # ReaderError: a character YAML does not allow
-        raise RoutesError(f"{filename}: {exc}") from None
     finally:
         loader.dispose()
     return document, _route_lines(node)
@@ -70,11 +72,10 @@ def _read_yaml(text: str, *, filename: str) -> tuple[Any, list[int]]:
 
 def _yaml_problem(exc: yaml.MarkedYAMLError, *, filename: str) -> str:
     """``file:4: expected ',' or ']', but got ':' (while parsing a flow sequence from line 3)``."""
-    mark = exc.problem_mark or exc.context_mark
-    where = f"{filename}:{mark.line + 1}" if mark is not None else filename
-    problem = exc.problem or exc.context or "not valid YAML"
-    if exc.problem and exc.context:
-        since = f" from line {exc.context_mark.line + 1}" if exc.context_mark is not None else ""
+    where = f"{filename}:{exc.problem_mark.line + 1}" if exc.problem_mark else filename
+    problem = exc.problem or "not valid YAML"
+    if exc.context:
+        since = f" from line {exc.context_mark.line + 1}" if exc.context_mark else ""
         problem = f"{problem} ({exc.context}{since})"
     return f"{where}: {problem}"
 

@@ -14,8 +14,8 @@ A route's ``collection`` template names the collection a push is indexed into, f
 =============== ===============================================================================
 
 Every template must use ``{sha}``, ``{sha12}`` or ``{sha7}``: a collection holds exactly one commit.
-Literal text in a template may use only ``[A-Za-z0-9._-]``, must not contain ``..`` and must not start
-or end with ``.``, ``_`` or ``-``.
+Literal text in a template may use only ``[A-Za-z0-9._-]`` and must not contain ``..``; a template must
+not start or end with ``.``, ``_`` or ``-``.
 
 What Chroma accepts (open-source Chroma allows 512 characters, Chroma Cloud 128 bytes; the bridge keeps
 to the smaller): 3 to 128 characters from ``[A-Za-z0-9._-]``, starting and ending with a letter or digit,

@@ -20,6 +20,7 @@ test: $(BIN)/bridge  ## lint, type-check and run every test (PostgreSQL tests in
 	$(BIN)/ruff check bridge tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest --cov --cov-report=term
+	$(BIN)/coverage report --include='bridge/core/*' --fail-under=98
 
 fmt: $(BIN)/bridge
 	$(BIN)/ruff format bridge tests bench

@@ -162,6 +162,8 @@ def test_json_and_form_bodies_decode_alike() -> None:
         (b"\xff\xfe", "application/json"),
         (b"payload=1&payload=2", "application/x-www-form-urlencoded"),
         (b"nothing=here", "application/x-www-form-urlencoded"),
+        (b"payload", "application/x-www-form-urlencoded"),
+        (b"payload=\xff", "application/x-www-form-urlencoded"),
         (b"[" * 100_000, "application/json"),
     ],
 )

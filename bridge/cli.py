@@ -70,7 +70,7 @@ def build_service(settings: Settings) -> Any:
         fail("BRIDGE_SYNC_TOKEN is required (the Chroma Cloud API key)")
     try:
         routes = load_routes(settings.routes_file)
-        store = open_store(settings.database_url, release_leases=False)
+        store = open_store(settings.database_url)  # SQLite: one replica, so a dead one's leases are freed
     except BridgeError as exc:
         fail(str(exc))
     sync = SyncClient(

@@ -111,6 +111,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._lanes: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._working: set[str] = set()  # lanes a task of this process is working right now
 
     # ----------------------------------------------------------------- lifecycle
     def wake(self) -> None:
@@ -192,6 +193,10 @@ class Worker:
                 )
                 if lane is None:
                     break
+                if lane in self._working:
+                    # Our lease ran out under a task still working the lane; the claim only renewed it. A
+                    # second task would act on a stale plan, and fences cannot tell two tasks of one owner.
+                    continue
                 task = asyncio.create_task(self._work_lane(lane))
                 self._lanes.add(task)
                 task.add_done_callback(self._lane_done)
@@ -204,6 +209,7 @@ class Worker:
 
     async def _work_lane(self, lane: str) -> None:
         bound = structlog.contextvars.bound_contextvars(lane=lane)
+        self._working.add(lane)
         with bound:
             try:
                 for _ in range(MAX_STEPS):
@@ -216,6 +222,7 @@ class Worker:
             except Exception:
                 log.exception("lane.error")
             finally:
+                self._working.discard(lane)
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._store.release_lane(lane, owner=self._config.owner))
 
@@ -303,6 +310,8 @@ class Worker:
                             ],
                             now=self._clock(),
                         )
+                        # Resolving the source and looking up took time: the lease must outlast this call.
+                        await self._renew(job.lane)
                         invocation_id = await self._sync.create_invocation(
                             source_id, collection=job.collection, sha=job.after
                         )
@@ -496,10 +505,18 @@ class Worker:
             await self._store.apply([JobUpdate(job.id, fields)], now=now)
 
     # ----------------------------------------------------------------- pruner
+    async def prune_once(self) -> tuple[int, int]:
+        """Drop delivery ids and finished jobs older than the retention window, once.
+
+        Returns (deliveries, jobs) deleted. The pruner loop calls this every hour.
+        """
+        cutoff = self._clock() - self._config.retention
+        deliveries, jobs = await self._store.prune(deliveries_before=cutoff, jobs_before=cutoff)
+        if deliveries or jobs:
+            log.info("store.pruned", deliveries=deliveries, jobs=jobs)
+        return deliveries, jobs
+
     async def _prune_loop(self) -> None:
         while not self._stopping.is_set():
-            cutoff = self._clock() - self._config.retention
-            deliveries, jobs = await self._store.prune(deliveries_before=cutoff, jobs_before=cutoff)
-            if deliveries or jobs:
-                log.info("store.pruned", deliveries=deliveries, jobs=jobs)
+            await self.prune_once()
             await self._sleep(PRUNE_EVERY)

@@ -177,3 +177,17 @@ def test_unsupported_content_type() -> None:
     """text/plain is refused as unsupported."""
     with pytest.raises(UnsupportedContentType):
         decode_body(b"{}", "text/plain")
+
+
+@pytest.mark.parametrize(
+    "bad", ["refs/heads/a\x00b", "refs/heads/tab\there", "refs/heads/\ud800", "refs/heads/del\x7f"]
+)
+def test_unstorable_ref_is_malformed(bad: str) -> None:
+    """Control characters (which git forbids) and lone surrogates in a ref are MalformedPayload."""
+    with pytest.raises(MalformedPayload):
+        parse_push(_mutate(["ref"], bad))
+
+
+def test_unicode_branch_is_fine() -> None:
+    """Non-ASCII branch names git allows are accepted as they are."""
+    assert parse_push(_mutate(["ref"], "refs/heads/fix/ünïcode-\u200b")).branch == "fix/ünïcode-\u200b"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -62,6 +64,17 @@ class Emulator:
 
     def configure(self, **changes: Any) -> None:
         httpx.post(f"{self.url}/_emulator/config", json=changes, timeout=5).raise_for_status()
+
+    def reset(self) -> None:
+        """Forget sources, invocations, faults and counters (the configuration stays)."""
+        httpx.post(f"{self.url}/_emulator/reset", timeout=5).raise_for_status()
+
+    def invocations(self) -> list[dict[str, Any]]:
+        return list(self.state()["invocations"])
+
+    def requests(self, operation: str) -> int:
+        """Requests ``operation`` has received so far, faulted ones included."""
+        return int(self.state()["counters"].get(operation, 0))
 
     def add_source(self, repository: str, database_name: str = "code") -> str:
         body = {"database_name": database_name, "embedding_model": "Qwen/Qwen3-Embedding-0.6B",
@@ -148,8 +161,8 @@ def bridge_env(tmp: Path, *, sync_url: str, routes: str, database_url: str | Non
         BRIDGE_RETRY_BASE_SECONDS="0.2",
         BRIDGE_RETRY_CAP_SECONDS="2",
         BRIDGE_SHUTDOWN_TIMEOUT="5",
-        **extra,
     )
+    env.update(extra)  # may override any of the above
     return env
 
 
@@ -173,6 +186,12 @@ def send_push(url: str, *, client: httpx.Client | None = None, delivery: str | N
         f"{url}/webhooks/github", content=body, headers=signed(body, delivery=delivery), timeout=10
     )
     return response
+
+
+def query_store(path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query on a bridge's SQLite file; safe beside the running bridge (WAL)."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+        return list(db.execute(sql, params).fetchall())
 
 
 def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1) -> None:

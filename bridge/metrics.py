@@ -48,6 +48,17 @@ class Metrics:
             registry=self.registry,
         )
         self.jobs = Gauge("bridge_jobs", "Jobs in the store by state", ["state"], registry=self.registry)
+        self._delivery_counters: dict[tuple[str, str], Counter] = {}
+
+    def count_delivery(self, outcome: str, reason: str) -> None:
+        """``deliveries.labels(outcome, reason).inc()``, with the labelled child looked up once per pair
+        (the ingress counts every delivery; ``labels()`` costs more than the increment)."""
+        child = self._delivery_counters.get((outcome, reason))
+        if child is None:
+            child = self._delivery_counters[(outcome, reason)] = self.deliveries.labels(
+                outcome=outcome, reason=reason
+            )
+        child.inc()
 
     def set_job_counts(self, counts: Mapping[str, int]) -> None:
         for state, count in counts.items():

@@ -15,7 +15,7 @@ from litestar import Request, Response, post
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from bridge.core.errors import DeliveryRejected, PayloadTooLarge
-from bridge.core.events import decode_body, parse_headers, parse_push
+from bridge.core.events import decode_body, decode_push, parse_headers
 from bridge.core.intake import intake
 from bridge.core.jobs import DeliveryRecord
 from bridge.core.signature import verify
@@ -26,7 +26,7 @@ log = structlog.get_logger("bridge.ingress")
 
 
 def _answer(service: Service, outcome: str, reason: str, status: int, **body: Any) -> Response[Any]:
-    service.metrics.deliveries.labels(outcome=outcome, reason=reason).inc()
+    service.metrics.count_delivery(outcome, reason)
     return Response({"status": outcome, "reason": reason, **body}, status_code=status)
 
 
@@ -44,14 +44,15 @@ async def github_webhook(request: Request[Any, Any, Any]) -> Response[Any]:
         headers = parse_headers(request.headers)
         if headers.event == "ping":
             return _answer(service, "pong", "ping", 200, delivery_id=headers.delivery_id)
-        payload = decode_body(body, request.headers.get("content-type"))
+        content_type = request.headers.get("content-type")
         if headers.event != "push":
+            decode_body(body, content_type)  # a malformed body is refused whatever the event
             log.info("delivery.ignored", delivery_id=headers.delivery_id, gh_event=headers.event)
             return _answer(service, "ignored", "event_not_handled", 202, delivery_id=headers.delivery_id)
-        push = parse_push(payload)
+        push = decode_push(body, content_type)  # decode_body + parse_push, reading only what is needed
     except DeliveryRejected as exc:
         log.warning("delivery.rejected", reason=exc.reason, error=exc.message, delivery_id=delivery_id)
-        service.metrics.deliveries.labels(outcome="rejected", reason=exc.reason).inc()
+        service.metrics.count_delivery("rejected", exc.reason)
         return rejected(exc, delivery_id=delivery_id)
 
     now = service.clock()

@@ -15,6 +15,15 @@ commit serves every request that arrived while the previous one was being writte
 deliveries share the fsync instead of queueing behind each other, and the event loop never blocks on
 the database. Reads go through the same thread (simplest; they are short).
 
+Consecutive ``accept`` requests of a batch (the ingress's hot path) run together in one savepoint with
+multi-row statements (which deliveries exist already, then the new deliveries, their lanes and their jobs,
+each one statement), instead of five statements per request: a statement is where the writer releases
+and takes back the GIL, and each take-back waits for the busy event loop, so fewer statements means
+less waiting (``bench/README.md`` has the profile). The results are those of running the requests one
+by one; should the bulk statements fail, the savepoint is rolled back and the requests run one by one.
+For the same reason, ``apply`` of several updates that set the same fields to the same values (the
+worker superseding the jobs a newer push replaced) runs as one ``UPDATE ... WHERE id IN (...)``.
+
 If SQLite itself aborts the whole transaction (disk full, I/O error), every request of the batch that
 had not failed on its own gets that error; the requests not yet run go to a fresh transaction. If the
 COMMIT fails, every request of the batch gets the error: nothing of it was stored.
@@ -28,17 +37,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from enum import Enum
+from typing import Any, Final, TypeVar, cast
 
 from bridge.core.errors import ConfigError
+from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.store import transactions as t
-from bridge.store.base import StoreClosed
+from bridge.store.base import JobUpdate, StoreClosed, check_update
 from bridge.store.migrate import apply_migrations, split_sqlite_script
 from bridge.store.queries import load_queries
 from bridge.store.sql import SqlStore
@@ -49,14 +61,28 @@ T = TypeVar("T")
 MIN_SQLITE_VERSION: Final = (3, 35, 0)  # RETURNING
 
 
+Accept = tuple[DeliveryRecord, tuple[NewJob, ...]]
+
+
 @dataclass(slots=True)
 class _Request:
     body: Callable[[Tx], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    accept: Accept | None = None  # set by accept(): may run in bulk with its neighbours
 
+
+Outcome = tuple[_Request, Any, BaseException | None]
 
 _STOP: Final = object()
+_BULK_MAX: Final = 256  # rows per multi-row statement (jobs: 15 parameters a row, far below SQLite's 32766)
+
+_DELIVERY_COLUMNS: Final = "hook_id, delivery_id, event, repository, ref, after, received_at"
+_JOB_COLUMNS: Final = (
+    "delivery_id, lane, route, source_key, source_id, source_spec, repository, repository_id, branch, "
+    "before, after, pushed_at, collection, state, attempts, received_at, due_at, cancel_wanted, updated_at"
+)
+_JOB_ROW: Final = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, 0, ?)"
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -66,6 +92,26 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _settle_all(outcomes: list[Outcome]) -> None:
+    for request, result, error in outcomes:
+        _settle(request.future, result, error)
+
+
+def _sizes(count: int) -> list[int]:
+    """Split ``count`` rows into chunks of power-of-two sizes (at most ``_BULK_MAX``), largest first,
+    so the multi-row statements come in a few shapes that SQLite's statement cache keeps."""
+    sizes = []
+    while count:
+        size = min(_BULK_MAX, 1 << (count.bit_length() - 1))
+        sizes.append(size)
+        count -= size
+    return sizes
+
+
+def _rows_sql(head: str, row: str, count: int, tail: str = "") -> str:
+    return f"{head} VALUES {', '.join([row] * count)}{tail}"
 
 
 class SqliteStore(SqlStore):
@@ -91,6 +137,7 @@ class SqliteStore(SqlStore):
         self._closing = False
         self._commits = 0
         self._requests = 0
+        self._sql: dict[tuple[str, int], str] = {}
 
     @property
     def commits(self) -> int:
@@ -169,13 +216,73 @@ class SqliteStore(SqlStore):
 
     # --- the writer thread --------------------------------------------------------------------
 
-    async def _transact(self, body: Callable[[Tx], T]) -> T:
+    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> bool:
+        frozen = tuple(jobs)
+        return await self._transact(lambda tx: t.accept(tx, delivery, frozen), accept=(delivery, frozen))
+
+    async def apply(self, updates: Sequence[JobUpdate], *, now: float, owner: str | None = None) -> bool:
+        frozen = tuple(updates)
+        if len(frozen) < 2 or any(update.fields != frozen[0].fields for update in frozen):
+            return await super().apply(frozen, now=now, owner=owner)
+        ids = sorted({update.job_id for update in frozen})
+        if len(ids) != len(frozen):  # a job updated twice: the later update wins, one by one
+            return await super().apply(frozen, now=now, owner=owner)
+        for update in frozen:
+            check_update(update)
+        fields = dict(frozen[0].fields)
+        return await self._transact(lambda tx: self._apply_same(tx, ids, fields, now=float(now), owner=owner))
+
+    def _apply_same(
+        self, tx: Tx, ids: Sequence[int], fields: dict[str, Any], *, now: float, owner: str | None
+    ) -> bool:
+        """``transactions.apply`` for updates that all set ``fields``, in a few statements."""
+        cursor = cast(sqlite3.Cursor, tx.cursor)
+
+        def each_chunk(sql: str, *, before: Sequence[Any] = ()) -> list[Any]:
+            found: list[Any] = []
+            start = 0
+            for size in _sizes(len(ids)):
+                marks = ", ".join(["?"] * size)
+                found += cursor.execute(
+                    sql.format(marks=marks), [*before, *ids[start : start + size]]
+                ).fetchall()
+                start += size
+            return found
+
+        if owner is not None:  # fenced: every lane of these jobs must be leased to the caller
+            lanes = sorted(
+                {row[0] for row in each_chunk("SELECT DISTINCT lane FROM jobs WHERE id IN ({marks})")}
+            )
+            held = 0
+            for offset in range(0, len(lanes), _BULK_MAX):
+                chunk = lanes[offset : offset + _BULK_MAX]
+                marks = ", ".join(["?"] * len(chunk))
+                sql = f"SELECT COUNT(*) FROM lanes WHERE lane IN ({marks}) AND owner = ? AND lease_until >= ?"  # noqa: S608
+                held += cursor.execute(sql, [*chunk, owner, now]).fetchone()[0]
+            if held != len(lanes):
+                return False
+        values = [value.value if isinstance(value, Enum) else value for value in fields.values()]
+        assignments = "".join(f"{name} = ?, " for name in fields)  # names checked by check_update
+        update = f"UPDATE jobs SET {assignments}updated_at = ? WHERE id IN ({{marks}})"  # noqa: S608
+        each_chunk(update, before=[*values, now])
+        due = each_chunk(
+            "SELECT lane, MIN(due_at) FROM jobs WHERE id IN ({marks})"
+            " AND (state IN ('queued', 'creating') OR cancel_wanted) GROUP BY lane"
+        )
+        earliest: dict[str, float] = {}
+        for lane, due_at in due:  # chunks may name a lane twice
+            earliest[lane] = min(float(due_at), earliest.get(lane, math.inf))
+        for lane in sorted(earliest):
+            tx.run("lower_lane", lane=lane, due_at=earliest[lane])
+        return True
+
+    async def _transact(self, body: Callable[[Tx], T], *, accept: Accept | None = None) -> T:
         """Run ``body`` in the writer thread's next group commit; its result once committed."""
         if self._thread is None or self._closing or not self._thread.is_alive():
             raise StoreClosed("SqliteStore is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Request(body, future, loop))
+        self._queue.put(_Request(body, future, loop, accept))
         return await future
 
     def _writer(self, connection: sqlite3.Connection) -> None:
@@ -214,17 +321,51 @@ class SqliteStore(SqlStore):
         with contextlib.suppress(RuntimeError):  # the caller's event loop is already closed
             request.loop.call_soon_threadsafe(_settle, request.future, result, error)
 
-    def _run_batch(self, connection: sqlite3.Connection, batch: Sequence[_Request]) -> None:
+    @staticmethod
+    def _resolve_all(outcomes: Sequence[Outcome]) -> None:
+        """Settle a batch's futures with one wake-up of each event loop, not one per request."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].loop, []).append(outcome)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the caller's event loop is already closed
+                loop.call_soon_threadsafe(_settle_all, items)
+
+    def _run_batch(
+        self, connection: sqlite3.Connection, batch: Sequence[_Request], *, bulk: bool = True
+    ) -> None:
         cursor = connection.cursor()
         tx = Tx(cursor, self._queries)
         try:
             cursor.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
-            for request in batch:
-                self._resolve(request, None, error)
+            self._resolve_all([(request, None, error) for request in batch])
             return
-        outcomes: list[tuple[_Request, Any, BaseException | None]] = []
-        for index, request in enumerate(batch):
+        outcomes: list[Outcome] = []
+        single_until = 0  # requests before this index run one by one (their bulk attempt failed)
+        index = 0
+        while index < len(batch):
+            end = index
+            while bulk and index >= single_until and end < len(batch) and batch[end].accept is not None:
+                end += 1
+            if end - index >= 2:
+                group = batch[index:end]
+                results = self._bulk_accept(connection, cursor, group)
+                if not isinstance(results, Exception):
+                    self._requests += len(group)
+                    outcomes += [
+                        (request, result, None) for request, result in zip(group, results, strict=True)
+                    ]
+                    index = end
+                    continue
+                if not connection.in_transaction:
+                    # SQLite rolled the whole transaction back: the batch so far is lost; the rest,
+                    # this group included, goes to a fresh transaction, one request at a time.
+                    self._resolve_all([(done, None, own or results) for done, _, own in outcomes])
+                    self._run_batch(connection, batch[index:], bulk=False)
+                    return
+                single_until = end
+            request = batch[index]
             self._requests += 1
             try:
                 cursor.execute("SAVEPOINT request")
@@ -233,27 +374,121 @@ class SqliteStore(SqlStore):
             except BaseException as error:  # one request's failure must not sink the others
                 if not self._rollback_to_savepoint(connection, cursor):
                     # SQLite rolled the whole transaction back: the batch so far is lost.
-                    for done, _, own_error in outcomes:
-                        self._resolve(done, None, own_error or error)
+                    self._resolve_all([(done, None, own or error) for done, _, own in outcomes])
                     self._resolve(request, None, error)
                     if index + 1 < len(batch):
-                        self._run_batch(connection, batch[index + 1 :])
+                        self._run_batch(connection, batch[index + 1 :], bulk=bulk)
                     return
                 outcomes.append((request, None, error))
             else:
                 outcomes.append((request, result, None))
+            index += 1
         try:
             cursor.execute("COMMIT")
         except sqlite3.Error as error:
             if connection.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     cursor.execute("ROLLBACK")
-            for request, _, own_error in outcomes:
-                self._resolve(request, None, own_error or error)
+            self._resolve_all([(request, None, own or error) for request, _, own in outcomes])
             return
         self._commits += 1
-        for request, result, own_error in outcomes:
-            self._resolve(request, result, own_error)
+        self._resolve_all(outcomes)
+
+    def _bulk_accept(
+        self, connection: sqlite3.Connection, cursor: sqlite3.Cursor, group: Sequence[_Request]
+    ) -> list[bool] | Exception:
+        """Run consecutive accept requests together in one savepoint; the error if that failed (the
+        savepoint is then rolled back, or SQLite lost the whole transaction)."""
+        try:
+            cursor.execute("SAVEPOINT bulk")
+            results = self._insert_accepts(cursor, [request.accept for request in group if request.accept])
+            cursor.execute("RELEASE bulk")
+        except Exception as error:
+            if connection.in_transaction:
+                try:
+                    cursor.execute("ROLLBACK TO bulk")
+                    cursor.execute("RELEASE bulk")
+                except sqlite3.Error:
+                    with contextlib.suppress(sqlite3.Error):
+                        cursor.execute("ROLLBACK")
+            return error
+        return results
+
+    def _statement(self, kind: str, count: int) -> str:
+        sql = self._sql.get((kind, count))
+        if sql is None:
+            if kind == "existing":
+                marks = ", ".join(["?"] * count)
+                sql = f"SELECT delivery_id FROM deliveries WHERE hook_id = ? AND delivery_id IN ({marks})"  # noqa: S608 - "?" only
+            elif kind == "deliveries":
+                sql = _rows_sql(
+                    f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})", "(?, ?, ?, ?, ?, ?, ?)", count
+                )
+            elif kind == "lanes":
+                sql = _rows_sql(
+                    "INSERT INTO lanes (lane, next_due)",
+                    "(?, ?)",
+                    count,
+                    " ON CONFLICT (lane) DO UPDATE SET next_due = CASE"
+                    " WHEN lanes.next_due IS NULL OR lanes.next_due > excluded.next_due"
+                    " THEN excluded.next_due ELSE lanes.next_due END",
+                )
+            else:
+                sql = _rows_sql(f"INSERT INTO jobs ({_JOB_COLUMNS})", _JOB_ROW, count)
+            self._sql[(kind, count)] = sql
+        return sql
+
+    def _insert_accepts(self, cursor: sqlite3.Cursor, accepts: Sequence[Accept]) -> list[bool]:
+        """What ``transactions.accept`` does for each of ``accepts`` in turn, in four statements."""
+        wanted: dict[str, list[str]] = {}
+        for delivery, _ in accepts:
+            wanted.setdefault(delivery.hook_id, []).append(delivery.delivery_id)
+        seen: set[tuple[str, str]] = set()
+        for hook_id, ids in wanted.items():
+            unique = list(dict.fromkeys(ids))
+            start = 0
+            for size in _sizes(len(unique)):
+                chunk = unique[start : start + size]
+                start += size
+                cursor.execute(self._statement("existing", size), [hook_id, *chunk])
+                seen.update((hook_id, row[0]) for row in cursor.fetchall())
+        results: list[bool] = []
+        fresh: list[Accept] = []
+        for accept in accepts:
+            key = (accept[0].hook_id, accept[0].delivery_id)
+            results.append(key not in seen)  # a redelivery, or a second copy within this batch
+            if key not in seen:
+                seen.add(key)
+                fresh.append(accept)
+        if not fresh:
+            return results
+        deliveries = [
+            (d.hook_id, d.delivery_id, d.event, d.repository, d.ref, d.after, float(d.received_at))
+            for d, _ in fresh
+        ]
+        earliest: dict[str, float] = {}
+        jobs = []
+        for delivery, new_jobs in fresh:
+            received_at = float(delivery.received_at)
+            for job in new_jobs:
+                due_at = float(job.due_at)
+                if due_at < earliest.get(job.lane, math.inf):
+                    earliest[job.lane] = due_at
+                jobs.append(
+                    (
+                        delivery.delivery_id, job.lane, job.route, job.source_key, job.source_id,
+                        job.source_spec, job.repository, job.repository_id, job.branch, job.before,
+                        job.after, job.pushed_at, job.collection, received_at, due_at, received_at,
+                    )
+                )  # fmt: skip
+        lanes = sorted(earliest.items())
+        for kind, rows in (("deliveries", deliveries), ("lanes", lanes), ("jobs", jobs)):
+            start = 0
+            for size in _sizes(len(rows)):
+                params = [value for row in rows[start : start + size] for value in row]
+                start += size
+                cursor.execute(self._statement(kind, size), params)
+        return results
 
     @staticmethod
     def _rollback_to_savepoint(connection: sqlite3.Connection, cursor: sqlite3.Cursor) -> bool:

@@ -1,0 +1,370 @@
+"""What the benchmarks share: real processes (emulator, bridge, bare app), signed bodies, wrk runs.
+
+Every benchmark runs the bridge the way production does: ``python -m bridge serve`` (uvicorn, uvloop,
+httptools, one process, worker in-process) on a SQLite file on the project's disk, against
+``python -m bridge emulator`` in its own process. Nothing here is imported by ``bridge/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bridge.core.signature import sign
+from bridge.samples import encode, fake_sha, push_payload
+
+ROOT = Path(__file__).resolve().parent.parent
+# Where ``python -m bridge`` runs from: another copy of the code (a "before" tree) when BENCH_BRIDGE_SRC
+# names one, for before/after comparisons without touching the work tree.
+BRIDGE_SRC = Path(os.environ.get("BENCH_BRIDGE_SRC", str(ROOT)))
+BENCH = ROOT / "bench"
+PYTHON = sys.executable
+SECRET = "bench-webhook-secret"
+TOKEN = "bench-sync-token"
+COMMITS_FOR_7KB = 10  # push_payload(commits=10) encodes to ~6.9 KB
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, *, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A scratch directory on the project's disk (not a tmpfs): fsync costs what it costs in production."""
+    base = BENCH / "results"
+    base.mkdir(exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
+def taskset(cpus: str | None) -> list[str]:
+    return ["taskset", "-c", cpus] if cpus and shutil.which("taskset") else []
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of a process (``/proc/PID/task/*``)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": model,
+        "ram": mem,
+        "python": sys.version.split()[0],
+        "kernel": os.uname().release,
+    }
+
+
+# ------------------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Proc:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, *, timeout: float = 15.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def start(
+    name: str,
+    argv: Sequence[str],
+    *,
+    health: str,
+    port: int,
+    folder: Path,
+    env: dict[str, str] | None = None,
+    cpus: str | None = None,
+) -> Proc:
+    log = folder / f"{name}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*taskset(cpus), *argv], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=BRIDGE_SRC
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + health, proc=proc)
+    except BaseException:
+        proc.kill()
+        raise
+    return Proc(name, proc, url, log)
+
+
+@dataclass
+class Emulator:
+    proc: Proc
+
+    @property
+    def url(self) -> str:
+        return self.proc.url
+
+    def state(self) -> dict[str, Any]:
+        data: dict[str, Any] = httpx.get(f"{self.url}/_emulator/state", timeout=30).json()
+        return data
+
+    def counters(self) -> dict[str, int]:
+        return dict(self.state()["counters"])
+
+    def configure(self, **changes: Any) -> None:
+        httpx.post(f"{self.url}/_emulator/config", json=changes, timeout=10).raise_for_status()
+
+    def add_source(self, repository: str, database_name: str = "bench") -> str:
+        body = {
+            "database_name": database_name,
+            "embedding_model": "Qwen/Qwen3-Embedding-0.6B",
+            "github": {"repository": repository},
+        }
+        response = httpx.post(
+            f"{self.url}/api/v1/sources", json=body, headers={"x-chroma-token": TOKEN}, timeout=10
+        )
+        response.raise_for_status()
+        return str(response.json()["source_id"])
+
+    def invocations(self, source_id: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.state()["invocations"]
+        return [i for i in items if source_id is None or i["source_id"] == source_id]
+
+
+def start_emulator(folder: Path, *, cpus: str | None = None) -> Emulator:
+    port = free_port()
+    argv = [PYTHON, "-m", "bridge", "emulator", "--port", str(port), "--token", TOKEN]
+    return Emulator(start("emulator", argv, health="/_emulator/state", port=port, folder=folder, cpus=cpus))
+
+
+def bridge_env(folder: Path, *, sync_url: str, routes: str, **extra: str) -> dict[str, str]:
+    """Production defaults, except what a benchmark must say (secret, Sync, store, routes, logs)."""
+    routes_file = folder / "routes.yaml"
+    routes_file.write_text(routes)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env.update(
+        BRIDGE_WEBHOOK_SECRET=SECRET,
+        BRIDGE_SYNC_URL=sync_url,
+        BRIDGE_SYNC_TOKEN=TOKEN,
+        BRIDGE_DATABASE_URL=f"sqlite:///{folder / 'bridge.db'}",
+        BRIDGE_ROUTES_FILE=str(routes_file),
+        BRIDGE_LOG_FORMAT="json",
+        BRIDGE_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "info"),
+    )
+    env.update(extra)
+    return env
+
+
+def start_bridge(folder: Path, env: dict[str, str], *, cpus: str | None = None, name: str = "bridge") -> Proc:
+    port = free_port()
+    argv = [PYTHON, "-m", "bridge", "serve", "--port", str(port)]
+    # The bridge logs one JSON line per delivery: send them to a file, as a container runtime would.
+    return start(name, argv, health="/readyz", port=port, folder=folder, env=env, cpus=cpus)
+
+
+def start_bare(folder: Path, *, cpus: str | None = None) -> Proc:
+    port = free_port()
+    env = dict(os.environ, BENCH_SECRET=SECRET)
+    argv = [PYTHON, str(BENCH / "bare_app.py"), "--port", str(port)]
+    # The bare endpoint answers 405 to GET on its only path: "answers", so it is up.
+    return start("bare", argv, health="/webhooks/github", port=port, folder=folder, env=env, cpus=cpus)
+
+
+def routes_yaml(source_ids: Sequence[str], *, repositories: Sequence[str]) -> str:
+    lines = ["routes:"]
+    for repository, source_id in zip(repositories, source_ids, strict=True):
+        lines += [f"  - repository: {repository}", "    branches: [main]", f"    source_id: {source_id}"]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------ deliveries
+
+
+def signed_headers(body: bytes, *, delivery: str | None = None, event: str = "push") -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/bench",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-GitHub-Hook-ID": "1",
+        "X-Hub-Signature-256": sign(body, SECRET.encode()),
+    }
+
+
+def push_bodies(count: int, *, repositories: Sequence[str], commits: int = COMMITS_FOR_7KB) -> list[bytes]:
+    """``count`` distinct ~7 KB push bodies, round-robin over ``repositories`` (branch main), each
+    repository's pushes chained (``before`` is the previous ``after``), as GitHub sends them."""
+    heads = dict.fromkeys(repositories, "0" * 40)
+    bodies = []
+    for index in range(count):
+        repository = repositories[index % len(repositories)]
+        after = fake_sha(f"bench:{repository}:{index}")
+        bodies.append(
+            encode(
+                push_payload(
+                    repository=repository,
+                    repository_id=1000 + index % len(repositories),
+                    before=heads[repository],
+                    after=after,
+                    commits=commits,
+                )
+            )
+        )
+        heads[repository] = after
+    return bodies
+
+
+def write_wrk_bodies(path: Path, bodies: Sequence[bytes]) -> None:
+    """The records ``bench/wrk_push.lua`` reads: ``<signature>\\n<length>\\n<body>`` each."""
+    with path.open("wb") as out:
+        for body in bodies:
+            out.write(sign(body, SECRET.encode()).encode() + b"\n" + str(len(body)).encode() + b"\n" + body)
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    non_2xx: int
+    socket_errors: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    cpu: float = 0.0  # CPU cores the server used during the run
+    thread_cpu: dict[str, float] = field(default_factory=dict)
+
+
+def run_wrk(
+    url: str,
+    bodies_file: Path,
+    *,
+    run_id: str,
+    seconds: float,
+    connections: int = 32,
+    threads: int = 2,
+    cpus: str | None = None,
+    stop_after: int = 0,
+) -> WrkResult:
+    """wrk with ``bench/wrk_push.lua``: every request a distinct delivery id (a real accept)."""
+    argv = [
+        *taskset(cpus),
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(BENCH / "wrk_push.lua"),
+        f"{url}/webhooks/github",
+        "--",
+        str(bodies_file),
+        run_id,
+        str(stop_after),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary:\n{done.stdout}\n{done.stderr}")
+    data = json.loads(line.removeprefix("BENCH_JSON "))
+    statuses = {k: int(v) for k, v in data["statuses"].items()}
+    ok = sum(v for k, v in statuses.items() if k.startswith("2"))
+    return WrkResult(
+        requests=int(data["requests"]),
+        seconds=data["duration_us"] / 1e6,
+        rps=data["requests"] / (data["duration_us"] / 1e6),
+        p50_ms=data["p50_us"] / 1e3,
+        p90_ms=data["p90_us"] / 1e3,
+        p99_ms=data["p99_us"] / 1e3,
+        max_ms=data["max_us"] / 1e3,
+        non_2xx=sum(statuses.values()) - ok,
+        socket_errors=int(data["errors"]),
+        statuses=statuses,
+    )
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]

@@ -1,0 +1,199 @@
+"""SQLite: consecutive accepts of a group commit run in bulk, with the results of running them one by one."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bridge.core.jobs import DeliveryRecord, NewJob
+from bridge.store.sqlite import SqliteStore, _sizes
+from tests.store.builders import SHA_C, delivery, new_job
+from tests.store.test_sqlite import block_writer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "bridge.db"
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(db_path)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def accept_in_one_batch(
+    store: SqliteStore, items: list[tuple[DeliveryRecord, list[NewJob]]]
+) -> list[bool | BaseException]:
+    """Queue every accept behind a busy writer, so they run in as few batches as ``max_batch`` allows."""
+    commits = store.commits
+    release, busy = await block_writer(store)
+    tasks = [asyncio.ensure_future(store.accept(d, jobs)) for d, jobs in items]
+    await asyncio.sleep(0)
+    release.set()
+    await busy
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert store.commits == commits + 1 + -(-len(items) // 512)  # the busy body's, then the accepts'
+    return results
+
+
+def rows(db_path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db_path) as connection:
+        return connection.execute(sql).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("count", "sizes"), [(0, []), (1, [1]), (25, [16, 8, 1]), (600, [256, 256, 64, 16, 8])]
+)
+def test_rows_split_into_power_of_two_chunks(count: int, sizes: list[int]) -> None:
+    assert _sizes(count) == sizes
+
+
+async def test_bulk_accept_equals_one_by_one(
+    store: SqliteStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New deliveries, a redelivery of a stored one, a second copy within the batch, another hook with
+    the same delivery id and several lanes: the results, rows, job order and lane due times of one by one."""
+    assert await store.accept(delivery("stored"), [new_job("lane-a", due_at=50.0)])
+
+    def one_by_one(*_: object) -> bool:
+        raise AssertionError("the bulk path must not fall back here")
+
+    monkeypatch.setattr("bridge.store.sqlite.t.accept", one_by_one)
+    items = [
+        (delivery("d-1"), [new_job("lane-a", due_at=300.0), new_job("lane-b", due_at=200.0)]),
+        (delivery("stored"), [new_job("lane-c", due_at=1.0)]),  # redelivery: nothing stored
+        (delivery("d-2"), [new_job("lane-b", due_at=150.0, after=SHA_C)]),
+        (delivery("d-1"), [new_job("lane-d", due_at=1.0)]),  # second copy in this batch
+        (delivery("d-1", hook_id="hook-2"), []),  # same GUID, another hook: a new delivery
+        (delivery("d-3"), [new_job("lane-e", due_at=400.0)]),
+    ]
+    results = await accept_in_one_batch(store, items)
+    assert results == [True, False, True, False, True, True]
+    assert rows(db_path, "SELECT hook_id, delivery_id FROM deliveries ORDER BY rowid") == [
+        ("hook-1", "stored"),
+        ("hook-1", "d-1"),
+        ("hook-1", "d-2"),
+        ("hook-2", "d-1"),
+        ("hook-1", "d-3"),
+    ]
+    assert rows(
+        db_path, "SELECT delivery_id, lane, state, attempts, cancel_wanted FROM jobs ORDER BY id"
+    ) == [
+        ("stored", "lane-a", "queued", 0, 0),
+        ("d-1", "lane-a", "queued", 0, 0),
+        ("d-1", "lane-b", "queued", 0, 0),
+        ("d-2", "lane-b", "queued", 0, 0),
+        ("d-3", "lane-e", "queued", 0, 0),
+    ]
+    assert dict(rows(db_path, "SELECT lane, next_due FROM lanes")) == {
+        "lane-a": 50.0,
+        "lane-b": 150.0,
+        "lane-e": 400.0,
+    }
+    stored = {job.delivery_id: job for job in await store.list_jobs(lane="lane-b")}
+    assert stored["d-2"].after == SHA_C
+    assert stored["d-2"].received_at == 100.0
+
+
+async def test_failing_accept_in_a_bulk_fails_alone(store: SqliteStore, db_path: Path) -> None:
+    """When the bulk statements fail, the accepts run one by one: only the bad one fails."""
+    bad = new_job("lane-x", route=None)  # NOT NULL violated: no such job can be stored
+    items = [
+        (delivery("d-1"), [new_job("lane-a")]),
+        (delivery("d-2"), [bad]),
+        (delivery("d-3"), [new_job("lane-a")]),
+    ]
+    results = await accept_in_one_batch(store, items)
+    assert results[0] is True
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    assert results[2] is True
+    assert rows(db_path, "SELECT delivery_id FROM deliveries ORDER BY rowid") == [("d-1",), ("d-3",)]
+    assert rows(db_path, "SELECT delivery_id FROM jobs ORDER BY id") == [("d-1",), ("d-3",)]
+
+
+async def test_large_batches_split_into_chunks(store: SqliteStore, db_path: Path) -> None:
+    """More accepts than one statement holds (600 > 256 rows) are all stored, in arrival order."""
+    items = [(delivery(f"d-{i}"), [new_job(f"lane-{i % 7}", due_at=float(1000 - i))]) for i in range(600)]
+    results = await accept_in_one_batch(store, items)
+    assert results == [True] * 600
+    ids = [row[0] for row in rows(db_path, "SELECT delivery_id FROM jobs ORDER BY id")]
+    assert ids == [f"d-{i}" for i in range(600)]
+    assert store.requests == 601  # the busy body and each accept
+
+
+async def _seed(store: SqliteStore) -> None:
+    for i in range(12):
+        assert await store.accept(delivery(f"d-{i}"), [new_job(f"lane-{i % 3}", due_at=100.0 + i)])
+    assert await store.claim_lane(owner="w", now=200.0, lease=60.0) == "lane-0"
+
+
+def _dump(path: Path) -> list[object]:
+    return [
+        rows(path, "SELECT * FROM jobs ORDER BY id"),
+        rows(path, "SELECT * FROM lanes ORDER BY lane"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "ids", "owner", "now"),
+    [
+        (
+            {"state": "superseded", "error": "superseded by a newer push"},
+            [1, 4, 7],
+            "w",
+            210.0,
+        ),  # lane-0, held
+        (
+            {"state": "superseded", "error": "superseded by a newer push"},
+            [1, 2, 4],
+            "w",
+            210.0,
+        ),  # lane-1 not held
+        ({"state": "superseded"}, [1, 4], "w", 999.0),  # the lease expired
+        ({"state": "superseded"}, [1, 4], "someone-else", 210.0),
+        ({"state": "queued", "due_at": 5.0}, [2, 3, 5, 99], None, 210.0),  # due again; 99 does not exist
+        ({"cancel_wanted": True, "due_at": 7.0, "state": "done"}, [3, 6, 9], None, 210.0),
+        ({"state": "active", "invocation_id": "inv-1", "poll_at": 300.0, "error": None}, [2, 5], None, 210.0),
+        ({}, [1, 2], None, 210.0),
+        ({"state": "superseded"}, [99, 100], "w", 210.0),  # no such jobs: nothing to fence, nothing done
+    ],
+)
+async def test_bulk_apply_equals_one_by_one(
+    tmp_path: Path, fields: dict[str, object], ids: list[int], owner: str | None, now: float
+) -> None:
+    """Updates that set the same fields run as one UPDATE, with the result, rows and lane due times
+    of transactions.apply one update at a time."""
+    from bridge.store.base import JobUpdate
+    from bridge.store.sql import SqlStore
+
+    outcomes = []
+    for name, apply in (("bulk", SqliteStore.apply), ("one-by-one", SqlStore.apply)):
+        store = SqliteStore(tmp_path / f"{name}.db")
+        await store.open()
+        try:
+            await _seed(store)
+            updates = [JobUpdate(job_id, dict(fields)) for job_id in ids]  # type: ignore[arg-type]
+            result = await apply(store, updates, now=now, owner=owner)
+        finally:
+            await store.close()
+        outcomes.append((result, _dump(tmp_path / f"{name}.db")))
+    assert outcomes[0] == outcomes[1]
+
+
+async def test_bulk_apply_checks_every_update_first(store: SqliteStore) -> None:
+    """A bad update refuses the whole call before anything is written, as one by one."""
+    from bridge.store.base import JobUpdate
+
+    await _seed(store)
+    with pytest.raises(ValueError, match="cannot be updated"):
+        await store.apply([JobUpdate(1, {"lane": "x"}), JobUpdate(2, {"lane": "x"})], now=210.0)  # type: ignore[dict-item]
+    assert {job.state for job in await store.list_jobs(limit=100)} == {"queued"}

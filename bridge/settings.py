@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(25 * MIB, gt=0, description="largest webhook body accepted")
     debounce_seconds: float = Field(0.0, ge=0, description="wait this long after a branch's last push")
+    lane_min_gap_seconds: float = Field(
+        1.0, ge=0, description="after creating in a lane, wait this long before creating there again"
+    )
     retry_base_seconds: float = Field(1.0, gt=0, description="first retry delay ceiling")
     retry_cap_seconds: float = Field(3_600.0, gt=0, description="longest delay between retries")
     retry_horizon_seconds: float = Field(3 * 86_400.0, gt=0, description="give up after this long")

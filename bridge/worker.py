@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -76,6 +76,7 @@ class WorkerConfig:
     track_max: float = 300.0
     retention: float = 7 * 86_400.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    lane_gap: float = 1.0  # after a create, the lane is not claimed again for this long (coalescing)
 
 
 class LaneLost(Exception):
@@ -211,11 +212,19 @@ class Worker:
         bound = structlog.contextvars.bound_contextvars(lane=lane)
         self._working.add(lane)
         with bound:
+            hold_until: float | None = None
             try:
                 for _ in range(MAX_STEPS):
                     jobs = await self._store.lane_jobs(lane, history=HISTORY)
                     plan = plan_lane(jobs, now=self._clock())
-                    if not await self._step(lane, jobs, plan):
+                    if hold_until is not None and plan.create is not None:
+                        # One create per claim: pushes arriving meanwhile wait out the lane's gap and
+                        # are coalesced into the newest (cancels and look-ups still go ahead).
+                        plan = replace(plan, create=None)
+                    progress, created = await self._step(lane, jobs, plan)
+                    if created and self._config.lane_gap > 0:
+                        hold_until = self._clock() + self._config.lane_gap
+                    if not progress:
                         break
             except LaneLost:
                 log.warning("lane.lost")
@@ -223,11 +232,12 @@ class Worker:
                 log.exception("lane.error")
             finally:
                 self._working.discard(lane)
+                release = self._store.release_lane(lane, owner=self._config.owner, hold_until=hold_until)
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._store.release_lane(lane, owner=self._config.owner))
+                    await asyncio.shield(release)
 
-    async def _step(self, lane: str, jobs: Sequence[Job], plan: LanePlan) -> bool:
-        """Carry out one plan; ``True`` when the lane may have more to do right now."""
+    async def _step(self, lane: str, jobs: Sequence[Job], plan: LanePlan) -> tuple[bool, bool]:
+        """Carry out one plan: (the lane may have more to do now, an invocation was created or adopted)."""
         by_id = {job.id: job for job in jobs}
         now = self._clock()
         updates = [
@@ -253,9 +263,8 @@ class Worker:
             await self._cancel(by_id[job_id])
         if plan.create is not None:
             await self._renew(lane)
-            await self._create(by_id[plan.create], jobs)
-            return True
-        return bool(plan.orphans)
+            return True, await self._create(by_id[plan.create], jobs)
+        return bool(plan.orphans), False
 
     async def _apply(self, updates: list[JobUpdate], *, now: float) -> None:
         if not await self._store.apply(updates, now=now, owner=self._config.owner):
@@ -279,7 +288,8 @@ class Worker:
         await self._apply([JobUpdate(job.id, {"source_id": source_id})], now=self._clock())
         return source_id
 
-    async def _create(self, job: Job, lane_jobs: Sequence[Job]) -> None:
+    async def _create(self, job: Job, lane_jobs: Sequence[Job]) -> bool:
+        """Create (or adopt) the job's invocation; whether the lane now has a new invocation."""
         ctx = structlog.contextvars.bound_contextvars(
             job_id=job.id, delivery_id=job.delivery_id, repository=job.repository, branch=job.branch,
             sha=job.after, collection=job.collection,
@@ -318,6 +328,7 @@ class Worker:
                         self._count("create_invocation", None)
                         log.info("invocation.created", invocation_id=invocation_id)
                     await self._record_created(job, invocation_id, lane_jobs)
+                    return True
             except SyncConflict:
                 self._count("create_invocation", "conflict")
                 log.info("job.already_indexed")
@@ -325,6 +336,7 @@ class Worker:
             except SyncError as exc:
                 self._count("create_invocation", exc.reason)
                 await self._failed_call(job, exc)
+            return False
 
     async def _record_created(self, job: Job, invocation_id: str, lane_jobs: Sequence[Job]) -> None:
         now = self._clock()

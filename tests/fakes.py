@@ -28,6 +28,7 @@ class Lane:
     next_due: float | None = None
     owner: str | None = None
     lease_until: float | None = None
+    hold_until: float | None = None  # claims skip the lane until then
 
 
 class MemoryStore:
@@ -127,6 +128,7 @@ class MemoryStore:
             if row.next_due is not None
             and row.next_due <= now
             and (row.owner is None or (row.lease_until is not None and row.lease_until < now))
+            and (row.hold_until is None or row.hold_until <= now)
         ]
         if not claimable:
             return None
@@ -142,13 +144,14 @@ class MemoryStore:
         self.lanes[lane].lease_until = float(now + lease)
         return True
 
-    async def release_lane(self, lane: str, *, owner: str) -> None:
+    async def release_lane(self, lane: str, *, owner: str, hold_until: float | None = None) -> None:
         self._check_open()
         row = self.lanes.get(lane)
         if row is None or row.owner != owner:
             return
         due = [job.due_at for job in self.jobs.values() if job.lane == lane and self._is_due(job)]
         row.owner = row.lease_until = None
+        row.hold_until = hold_until
         row.next_due = min(due) if due else None
 
     async def lane_jobs(self, lane: str, *, history: int) -> list[Job]:

@@ -23,6 +23,7 @@ from tests.fakes import MemoryStore
 
 pytestmark = pytest.mark.anyio
 _deliveries = itertools.count()
+LANE_GAP = 1.0  # the tests that push again right after a create advance the clock past it
 
 
 @dataclass
@@ -65,13 +66,16 @@ async def harness(
     emulator: RunningEmulator, state: EmulatorState, clock: FakeClock
 ) -> AsyncIterator[Harness]:
     source_id = state.add_source(database_name="code", repository="acme/api")
+    state.configure(pending_seconds=3.0)
     store = MemoryStore()
     await store.open()
     async with SyncClient(base_url=emulator.base_url, token=EMULATOR_TOKEN, timeout=2.0) as sync:
         worker = Worker(
             store=store,
             sync=sync,
-            config=WorkerConfig(owner="test", retry=RetryPolicy(base=1.0, cap=60.0, horizon=600.0)),
+            config=WorkerConfig(
+                owner="test", retry=RetryPolicy(base=1.0, cap=60.0, horizon=600.0), lane_gap=LANE_GAP
+            ),
             clock=clock,
             rand=lambda: 0.5,
         )
@@ -104,6 +108,7 @@ async def test_newer_push_cancels_the_older_pending_invocation(harness: Harness)
     """After creating, the older pending invocation of the lane is cancelled."""
     await harness.push(after=1, before=0)
     await harness.worker.run_once()
+    harness.clock.advance(LANE_GAP)
     await harness.push(after=2, before=1)
     await harness.worker.run_once()
     states = {i["sha"]: i["status"] for i in harness.invocations()}
@@ -116,7 +121,7 @@ async def test_cancel_too_late_is_expected_and_followed(harness: Harness) -> Non
     """An older invocation that already started answers 412; it is left to finish and tracked."""
     await harness.push(after=1, before=0)
     await harness.worker.run_once()
-    harness.clock.advance(1.5)  # pending -> processing in the emulator
+    harness.clock.advance(3.5)  # pending -> processing in the emulator
     await harness.push(after=2, before=1)
     with capture_logs() as logs:
         await harness.worker.run_once()
@@ -132,6 +137,7 @@ async def test_late_delivery_of_an_older_push_creates_and_cancels_nothing(harnes
     """A delivery whose commit the newer push's before-chain reaches is superseded without a Sync call."""
     await harness.push(after=2, before=1)
     await harness.worker.run_once()
+    harness.clock.advance(LANE_GAP)
     await harness.push(after=1, before=0)
     await harness.worker.run_once()
     assert [(i["sha"], i["status"]) for i in harness.invocations()] == [(sha(2), "pending")]
@@ -142,12 +148,26 @@ async def test_burst_ends_with_exactly_one_pending_invocation(harness: Harness) 
     """A burst of pushes, worked while arriving, leaves one pending invocation: the newest."""
     for n in range(1, 41):
         await harness.push(after=n, before=n - 1)
-        if n % 7 == 0:
-            await harness.worker.run_once()
+        harness.clock.advance(0.1)
+        await harness.worker.run_once()
+    harness.clock.advance(LANE_GAP)
     await harness.worker.run_once()
     pending = [i["sha"] for i in harness.invocations() if i["status"] == "pending"]
     assert pending == [sha(40)]
-    assert len(harness.invocations()) <= 7
+    assert len(harness.invocations()) <= 5  # one create per lane gap (4 s of pushes), plus the last
+
+
+async def test_burst_within_a_second_creates_at_most_two(harness: Harness) -> None:
+    """100 pushes to one branch within one second, worked as they arrive, make at most 2 invocations."""
+    for n in range(1, 101):
+        await harness.push(after=n, before=n - 1)
+        harness.clock.advance(0.009)
+        await harness.worker.run_once()
+    harness.clock.advance(LANE_GAP)
+    await harness.worker.run_once()
+    invocations = harness.invocations()
+    assert len(invocations) <= 2
+    assert [i["sha"] for i in invocations if i["status"] == "pending"] == [sha(100)]
 
 
 async def test_conflict_means_already_indexed(harness: Harness) -> None:

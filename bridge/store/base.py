@@ -108,8 +108,12 @@ class Store(Protocol):
     async def renew_lane(self, lane: str, *, owner: str, now: float, lease: float) -> bool:
         """Extend the caller's lease; ``False`` when the caller no longer holds it."""
 
-    async def release_lane(self, lane: str, *, owner: str) -> None:
-        """Drop the caller's lease and recompute the lane's next due time from its jobs."""
+    async def release_lane(self, lane: str, *, owner: str, hold_until: float | None = None) -> None:
+        """Drop the caller's lease and recompute the lane's next due time from its jobs.
+
+        With ``hold_until``, no claim takes the lane before that time (the minimum gap between two
+        creates in a lane); without, any hold is lifted.
+        """
 
     async def lane_jobs(self, lane: str, *, history: int) -> list[Job]:
         """The lane's waiting jobs (queued, creating), its jobs with ``cancel_wanted``, its active jobs,

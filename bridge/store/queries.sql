@@ -39,6 +39,7 @@ UPDATE lanes SET owner = :owner, lease_until = :lease_until
 WHERE lane = (
     SELECT lane FROM lanes
     WHERE next_due <= :now AND (owner IS NULL OR lease_until < :now)
+        AND (hold_until IS NULL OR hold_until <= :now)
     ORDER BY next_due, lane
     LIMIT 1
 )
@@ -50,6 +51,7 @@ UPDATE lanes SET owner = :owner, lease_until = :lease_until
 WHERE lane = (
     SELECT lane FROM lanes
     WHERE next_due <= :now AND (owner IS NULL OR lease_until < :now)
+        AND (hold_until IS NULL OR hold_until <= :now)
     ORDER BY next_due, lane
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -61,17 +63,24 @@ UPDATE lanes SET lease_until = :lease_until
 WHERE lane = :lane AND owner = :owner AND lease_until >= :now
 
 -- release_lane --
-UPDATE lanes SET owner = NULL, lease_until = NULL, next_due = (
-    SELECT MIN(jobs.due_at) FROM jobs
-    WHERE jobs.lane = lanes.lane AND (jobs.state IN ('queued', 'creating') OR jobs.cancel_wanted)
+-- :hold_until (or NULL) keeps claims off the lane until then: the minimum gap between two creates.
+UPDATE lanes SET owner = NULL, lease_until = NULL, hold_until = :hold_until, next_due = (
+    SELECT MIN(due.due_at) FROM (
+        SELECT jobs.due_at FROM jobs WHERE jobs.lane = lanes.lane AND jobs.state IN ('queued', 'creating')
+        UNION ALL
+        SELECT jobs.due_at FROM jobs WHERE jobs.lane = lanes.lane AND jobs.cancel_wanted
+    ) AS due
 )
 WHERE lane = :lane AND owner = :owner
 
 -- release_all_leases --
 -- At start-up of the only replica (SQLite): whoever held a lease is dead.
 UPDATE lanes SET owner = NULL, lease_until = NULL, next_due = (
-    SELECT MIN(jobs.due_at) FROM jobs
-    WHERE jobs.lane = lanes.lane AND (jobs.state IN ('queued', 'creating') OR jobs.cancel_wanted)
+    SELECT MIN(due.due_at) FROM (
+        SELECT jobs.due_at FROM jobs WHERE jobs.lane = lanes.lane AND jobs.state IN ('queued', 'creating')
+        UNION ALL
+        SELECT jobs.due_at FROM jobs WHERE jobs.lane = lanes.lane AND jobs.cancel_wanted
+    ) AS due
 )
 WHERE owner IS NOT NULL
 
@@ -86,15 +95,17 @@ SELECT owner, lease_until FROM lanes WHERE lane = :lane FOR UPDATE
 SELECT lane FROM jobs WHERE id = :job_id
 
 -- lane_jobs --
-SELECT * FROM jobs
-WHERE lane = :lane AND (
-    state IN ('queued', 'creating', 'active') OR cancel_wanted OR id IN (
-        SELECT id FROM jobs
-        WHERE lane = :lane AND state NOT IN ('queued', 'creating', 'active') AND NOT cancel_wanted
-        ORDER BY id DESC
-        LIMIT :history
-    )
-)
+-- Three indexed reads (live states, cancel_wanted, the newest :history others), never a lane scan.
+SELECT * FROM jobs WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
+UNION
+SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted
+UNION
+SELECT * FROM (
+    SELECT * FROM jobs
+    WHERE lane = :lane AND state NOT IN ('queued', 'creating', 'active') AND NOT cancel_wanted
+    ORDER BY id DESC
+    LIMIT :history
+) AS history
 ORDER BY id
 
 -- update_job --

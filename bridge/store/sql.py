@@ -51,8 +51,8 @@ class SqlStore(ABC):
     async def renew_lane(self, lane: str, *, owner: str, now: float, lease: float) -> bool:
         return await self._transact(lambda tx: t.renew_lane(tx, lane, owner=owner, now=now, lease=lease))
 
-    async def release_lane(self, lane: str, *, owner: str) -> None:
-        await self._transact(lambda tx: t.release_lane(tx, lane, owner=owner))
+    async def release_lane(self, lane: str, *, owner: str, hold_until: float | None = None) -> None:
+        await self._transact(lambda tx: t.release_lane(tx, lane, owner=owner, hold_until=hold_until))
 
     async def lane_jobs(self, lane: str, *, history: int) -> list[Job]:
         check_count("history", history)

@@ -184,8 +184,10 @@ def renew_lane(tx: Tx, lane: str, *, owner: str, now: float, lease: float) -> bo
     return tx.run("renew_lane", lane=lane, owner=owner, now=float(now), lease_until=float(now + lease)) > 0
 
 
-def release_lane(tx: Tx, lane: str, *, owner: str) -> None:
-    tx.run("release_lane", lane=lane, owner=owner)
+def release_lane(tx: Tx, lane: str, *, owner: str, hold_until: float | None = None) -> None:
+    tx.run(
+        "release_lane", lane=lane, owner=owner, hold_until=None if hold_until is None else float(hold_until)
+    )
 
 
 def release_all_leases(tx: Tx) -> int:

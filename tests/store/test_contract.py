@@ -231,6 +231,27 @@ async def test_release_keeps_a_lane_due_for_a_cancel_wanted_job(store: Store) ->
     assert await store.claim_lane(owner=OTHER, now=150.0, lease=30.0) == "lane-1"
 
 
+async def test_a_held_lane_is_not_claimed_before_its_hold_ends(store: Store) -> None:
+    """A lane released with hold_until is skipped by claims until then, new deliveries or not."""
+    await store.accept(delivery("d-1"), [new_job(due_at=100.0)])
+    await store.claim_lane(owner=OWNER, now=100.0, lease=30.0)
+    await store.release_lane("lane-1", owner=OWNER, hold_until=105.0)
+    await store.accept(delivery("d-2"), [new_job(due_at=101.0)])
+    assert await store.claim_lane(owner=OTHER, now=104.9, lease=30.0) is None
+    assert await store.claim_lane(owner=OTHER, now=105.0, lease=30.0) == "lane-1"
+
+
+async def test_release_without_hold_lifts_an_earlier_hold(store: Store) -> None:
+    """Releasing without hold_until clears the lane's hold."""
+    await store.accept(delivery("d-1"), [new_job(due_at=100.0)])
+    await store.claim_lane(owner=OWNER, now=100.0, lease=30.0)
+    await store.release_lane("lane-1", owner=OWNER, hold_until=500.0)
+    await store.claim_lane(owner=OWNER, now=500.0, lease=30.0)
+    await store.release_lane("lane-1", owner=OWNER)
+    await store.accept(delivery("d-2"), [new_job(due_at=501.0)])
+    assert await store.claim_lane(owner=OTHER, now=501.0, lease=30.0) == "lane-1"
+
+
 async def test_release_by_another_owner_changes_nothing(store: Store) -> None:
     """Releasing a lane one does not hold is a no-op: the holder keeps it."""
     await store.accept(delivery(), [new_job()])

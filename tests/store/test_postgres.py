@@ -11,6 +11,7 @@ import pytest
 from psycopg_pool import PoolTimeout
 
 from bridge.store.base import JobUpdate
+from bridge.store.migrate import load_migrations
 from bridge.store.postgres import PostgresStore
 from tests.conftest import POSTGRES_URL
 from tests.store.builders import delivery, new_job
@@ -51,7 +52,7 @@ async def test_migrations_are_idempotent(postgres_url: str, replicas: Replicas) 
     first = await replicas()
     await first.close()
     await replicas()
-    assert applied_versions(postgres_url) == [1]
+    assert applied_versions(postgres_url) == [m.version for m in load_migrations("postgres")]
 
 
 @pytest.mark.postgres
@@ -59,7 +60,7 @@ async def test_replicas_starting_together_migrate_once(postgres_url: str, replic
     """Several replicas opening an empty database at once all start, and each migration runs once."""
     stores = await asyncio.gather(*(replicas() for _ in range(4)))
     assert len(stores) == 4
-    assert applied_versions(postgres_url) == [1]
+    assert applied_versions(postgres_url) == [m.version for m in load_migrations("postgres")]
 
 
 @pytest.mark.postgres

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bridge.core.errors import ConfigError
+from bridge.store.migrate import load_migrations
 from bridge.store.sqlite import SqliteStore
 from bridge.store.transactions import Tx
 from tests.store.builders import delivery, new_job
@@ -167,7 +168,9 @@ async def test_migrations_are_applied_once(db_path: Path) -> None:
         await store.open()
         await store.close()
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [
+            (m.version,) for m in load_migrations("sqlite")
+        ]
 
 
 async def test_in_memory_database_works() -> None:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 REDACTED = "[redacted]"
@@ -58,10 +59,17 @@ def configure_logging(*, level: str = "info", fmt: str = "json", secrets: Iterab
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     numeric = logging.getLevelName(level.upper())
+    if fmt == "json":
+        # structlog's own fast path: orjson renders bytes, written straight to the stream (the ingress
+        # logs every delivery; this halves the cost of a line against json.dumps and a text stream).
+        final: Any = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
+    else:
+        final, factory = renderer, structlog.PrintLoggerFactory(sys.stderr)
     structlog.configure(
-        processors=[*shared, renderer],
+        processors=[*shared, final],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)

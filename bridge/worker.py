@@ -444,7 +444,13 @@ class Worker:
             except SyncPreconditionFailed:
                 self._count("cancel_invocation", "not_pending")
                 log.info("invocation.cancel_too_late")
-                await self._apply([JobUpdate(job.id, {"cancel_wanted": False})], now=now)
+                # 412: no longer pending. Record that, so a later create does not try to cancel it again;
+                # the tracker follows it to its end.
+                fields: dict[str, FieldValue] = {
+                    "cancel_wanted": False,
+                    "invocation_status": InvocationStatus.PROCESSING.value,
+                }
+                await self._apply([JobUpdate(job.id, fields)], now=now)
                 return
             except SyncNotFound as exc:
                 self._count("cancel_invocation", exc.reason)

@@ -128,9 +128,22 @@ async def test_cancel_too_late_is_expected_and_followed(harness: Harness) -> Non
     assert not [e for e in logs if e["log_level"] in ("warning", "error")]
     job = (await harness.jobs())[sha(1)]
     assert (job.state, job.cancel_wanted) == (JobState.ACTIVE, False)
+    assert job.invocation_status is InvocationStatus.PROCESSING
     harness.clock.advance(10)
     await harness.worker.track_once()
     assert (await harness.jobs())[sha(1)].invocation_status is InvocationStatus.COMPLETE
+
+
+async def test_a_started_invocation_is_not_cancelled_again(harness: Harness) -> None:
+    """After a 412, later creates in the lane do not send that invocation another cancel."""
+    await harness.push(after=1, before=0)
+    await harness.worker.run_once()
+    harness.clock.advance(3.5)  # the first invocation starts processing
+    for n in (2, 3):
+        await harness.push(after=n, before=n - 1)
+        await harness.worker.run_once()
+        harness.clock.advance(LANE_GAP)
+    assert harness.state.counters["cancel_invocation"] == 2  # sha 1 once (412), sha 2 once (202)
 
 
 async def test_late_delivery_of_an_older_push_creates_and_cancels_nothing(harness: Harness) -> None:

@@ -253,10 +253,17 @@ class Worker:
             )
         if updates:
             await self._apply(updates, now=now)
-            for update in updates:
-                job = by_id[update.job_id]
-                log.info("job.superseded", job_id=job.id, sha=job.after, repository=job.repository)
-                self._metrics.jobs_finished.labels(state="superseded", status="none").inc()
+            replaced = [by_id[update.job_id] for update in updates]
+            # One line per step, not per job: a burst supersedes hundreds at once.
+            log.info(
+                "jobs.superseded",
+                count=len(replaced),
+                repository=replaced[0].repository,
+                branch=replaced[0].branch,
+                job_ids=[job.id for job in replaced],
+                shas=[job.after for job in replaced],
+            )
+            self._metrics.jobs_finished.labels(state="superseded", status="none").inc(len(replaced))
         for job_id in plan.orphans:
             await self._resolve_orphan(by_id[job_id])
         for job_id in plan.cancel:

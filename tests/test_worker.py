@@ -97,8 +97,11 @@ async def test_waiting_pushes_coalesce_into_the_newest(harness: Harness) -> None
     """Three waiting pushes to one branch make one create call, for the newest commit."""
     for n in (1, 2, 3):
         await harness.push(after=n, before=n - 1)
-    await harness.worker.run_once()
+    with capture_logs() as logs:
+        await harness.worker.run_once()
     assert [i["sha"] for i in harness.invocations()] == [sha(3)]
+    [line] = [e for e in logs if e["event"] == "jobs.superseded"]
+    assert (line["count"], line["shas"]) == (2, [sha(1), sha(2)])
     jobs = await harness.jobs()
     assert {jobs[sha(1)].state, jobs[sha(2)].state} == {JobState.SUPERSEDED}
     assert harness.state.counters["create_invocation"] == 1

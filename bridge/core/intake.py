@@ -23,9 +23,13 @@ class Intake:
     ignored: str | None = None
 
 
-def lane_key(*, route: str, source_key: str, branch: str) -> str:
-    """The lane of one route's source and branch (where 'newest wins' is decided)."""
-    return f"{route}|{source_key}|{branch}"
+def lane_key(*, route: str, source_key: str, repository: str, branch: str) -> str:
+    """The lane of one route's source, repository and branch (where 'newest wins' is decided).
+
+    The repository is part of it even when the source is named: a glob route with one ``source_id``
+    must never let a push to one repository supersede a push to another.
+    """
+    return f"{route}|{source_key}|{repository.lower()}|{branch}"
 
 
 def intake(push: Push, routes: RouteTable, *, received_at: float, debounce: float = 0.0) -> Intake:
@@ -46,7 +50,9 @@ def intake(push: Push, routes: RouteTable, *, received_at: float, debounce: floa
         source_key = route.source_key(repo.full_name)
         jobs.append(
             NewJob(
-                lane=lane_key(route=route.name, source_key=source_key, branch=branch),
+                lane=lane_key(
+                    route=route.name, source_key=source_key, repository=repo.full_name, branch=branch
+                ),
                 route=route.name,
                 source_key=source_key,
                 source_id=route.source_id,

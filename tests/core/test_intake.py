@@ -46,7 +46,17 @@ def test_each_matching_route_gets_a_job() -> None:
 def test_lane_is_route_source_and_branch() -> None:
     """The lane key joins the route, its source and the branch."""
     job = intake(PUSH, TABLE, received_at=0.0).jobs[0]
-    assert job.lane == lane_key(route=TABLE.routes[0].name, source_key=f"id:{SOURCE}", branch="main")
+    assert job.lane == lane_key(
+        route=TABLE.routes[0].name, source_key=f"id:{SOURCE}", repository="acme/api", branch="main"
+    )
+
+
+def test_repositories_sharing_a_named_source_get_separate_lanes() -> None:
+    """Two repositories matched by one glob route with one source_id never share a lane."""
+    other = replace(PUSH, repository=replace(PUSH.repository, full_name="acme/web"))
+    first = intake(PUSH, TABLE, received_at=0.0).jobs[0]
+    second = intake(other, TABLE, received_at=0.0).jobs[0]
+    assert first.lane != second.lane
 
 
 def test_debounce_sets_the_due_time() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from bridge.core.jobs import InvocationStatus, Job, JobState, NewJob
@@ -16,25 +16,14 @@ def sha(n: int | str) -> str:
 
 def make_job(job_id: int, *, before: int | str, after: int | str, **changes: Any) -> Job:
     """A queued job in lane ``L`` pushing commit ``after`` on top of ``before``."""
+    accepted = new_job(after=after, before=before)
     job = Job(
         id=job_id,
         delivery_id=f"d-{job_id}",
-        lane="L",
-        route="r1",
-        source_key="id:s1",
-        source_id="s1",
-        source_spec=None,
-        repository="acme/api",
-        repository_id=1,
-        branch="main",
-        before=sha(before),
-        after=sha(after),
-        pushed_at=None,
-        collection=f"acme-api-main-{sha(after)[:12]}",
+        **{field.name: getattr(accepted, field.name) for field in fields(NewJob)},
         state=JobState.QUEUED,
         attempts=0,
         received_at=0.0,
-        due_at=0.0,
         first_attempt_at=None,
         invocation_id=None,
         invocation_status=None,

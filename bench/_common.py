@@ -12,12 +12,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ import httpx
 
 from bridge.core.signature import sign
 from bridge.samples import encode, fake_sha, push_payload
+from tests.e2e.procs import free_port, wait_http  # the process helpers the end-to-end tests use too
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where ``python -m bridge`` runs from: another copy of the code (a "before" tree) when BENCH_BRIDGE_SRC
@@ -38,24 +37,6 @@ PYTHON = sys.executable
 SECRET = "bench-webhook-secret"
 TOKEN = "bench-sync-token"
 COMMITS_FOR_7KB = 10  # push_payload(commits=10) encodes to ~6.9 KB
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, *, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
 def scratch_dir(prefix: str) -> Path:

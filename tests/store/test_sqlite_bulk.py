@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,22 +11,11 @@ import pytest
 from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.store.sqlite import SqliteStore, _sizes
 from tests.store.builders import SHA_C, delivery, new_job
-from tests.store.test_sqlite import block_writer
+from tests.store.test_sqlite import block_writer, db_path, store
+
+__all__ = ["db_path", "store"]  # the SQLite store fixtures of test_sqlite.py, shared
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "bridge.db"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(db_path)
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def accept_in_one_batch(

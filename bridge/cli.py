@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from bridge import __version__
 from bridge.core.errors import BridgeError
+from bridge.core.events import ZERO_SHA
 from bridge.core.jobs import REQUEUABLE_STATES, JobState
 from bridge.core.signature import sign
 from bridge.samples import encode, fake_sha, push_payload
@@ -217,7 +218,7 @@ def cmd_send_push(args: argparse.Namespace) -> None:
         payload = push_payload(
             repository=args.repo,
             branch=args.branch,
-            before=args.before or "0" * 40,
+            before=args.before or ZERO_SHA,
             after=args.after or fake_sha(uuid.uuid4().hex),
         )
         body = encode(payload)

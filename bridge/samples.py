@@ -7,7 +7,9 @@ import json
 import time
 from typing import Any
 
-ZERO = "0" * 40
+from bridge.core.events import ZERO_SHA
+
+ZERO = ZERO_SHA  # a new branch's before, a deleted one's after
 
 
 def fake_sha(seed: str) -> str:

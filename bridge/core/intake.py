@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.core.events import Push
+from bridge.core.events import ZERO_SHA, Push
 from bridge.core.jobs import NewJob
 from bridge.core.naming import collection_name
 from bridge.core.routing import RouteTable
@@ -39,7 +39,7 @@ def intake(push: Push, routes: RouteTable, *, received_at: float, debounce: floa
     branch = push.branch
     if branch is None:
         return Intake(ignored="not_a_branch")
-    if push.deleted or push.after == "0" * 40:
+    if push.deleted or push.after == ZERO_SHA:
         return Intake(ignored="branch_deleted")
     repo = push.repository
     matched = routes.match(repo.full_name, branch, default_branch=repo.default_branch)

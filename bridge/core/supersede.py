@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bridge.core.jobs import InvocationStatus, Job, JobState
-
-_WAITING = (JobState.QUEUED, JobState.CREATING)
+from bridge.core.jobs import WAITING_STATES, InvocationStatus, Job, JobState
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +65,14 @@ def plan_lane(jobs: Sequence[Job], *, now: float) -> LanePlan:
     if not jobs:
         return LanePlan()
     head = newest(jobs)
-    older_waiting = [j for j in jobs if j.state in _WAITING and j.id != head.id]
+    older_waiting = [j for j in jobs if j.state in WAITING_STATES and j.id != head.id]
     cancel = tuple(j.id for j in jobs if j.cancel_wanted and j.due_at <= now and j.id != head.id)
     plan = LanePlan(
         supersede=tuple(j.id for j in older_waiting if j.state is JobState.QUEUED),
         orphans=tuple(j.id for j in older_waiting if j.state is JobState.CREATING),
         cancel=cancel,
     )
-    if head.state not in _WAITING:
+    if head.state not in WAITING_STATES:
         return plan
     in_flight = any(
         j.state is JobState.ACTIVE and j.collection == head.collection and j.id != head.id for j in jobs

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from bridge.clients.sync import SyncClient
@@ -91,6 +92,19 @@ async def test_push_creates_one_invocation_for_its_commit(harness: Harness) -> N
     assert invocation["sha"] == sha(1)
     assert invocation["collection"] == job.collection
     assert (job.state, job.invocation_id) == (JobState.ACTIVE, invocation["id"])
+
+
+async def test_created_invocation_is_logged_with_its_context(harness: Harness) -> None:
+    """The invocation.created event carries delivery, repository, branch, sha, source and invocation ids."""
+    await harness.push(after=1, before=0)
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        await harness.worker.run_once()
+    [event] = [e for e in logs if e["event"] == "invocation.created"]
+    [invocation] = harness.invocations()
+    assert event["invocation_id"] == invocation["id"]
+    assert event["source_id"] == harness.source_id
+    assert (event["repository"], event["branch"], event["sha"]) == ("acme/api", "main", sha(1))
+    assert event["delivery_id"].startswith("d-")
 
 
 async def test_waiting_pushes_coalesce_into_the_newest(harness: Harness) -> None:

@@ -238,3 +238,17 @@ async def test_readyz_is_503_when_the_store_does_not_answer(make_settings: Calla
         assert ready.status_code == 503
         assert ready.json()["checks"]["store"].startswith("unavailable")
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_accepted_delivery_is_logged_with_its_fields(ingress: Ingress) -> None:
+    """delivery.accepted names the delivery, repository, branch and commit."""
+    with capture_logs() as logs:
+        await ingress.post(PUSH, signed_headers(PUSH, delivery="d-logged"))
+    [event] = [e for e in logs if e["event"] == "delivery.accepted"]
+    payload = load_payload("captured/probot/push.json")
+    assert (event["delivery_id"], event["repository"], event["sha"]) == (
+        "d-logged",
+        "bkeepers-inc/test",
+        payload["after"],
+    )
+    assert event["branch"] == payload["ref"].removeprefix("refs/heads/")

@@ -64,14 +64,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def thread_cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU seconds per thread name of a process (``/proc/PID/task/*``)."""
+    """CPU seconds per thread of a process and of its child processes (``/proc/PID/task/*``): keys
+    ``main`` (the main thread), ``<comm>-<tid>`` for the others, ``child-<pid>:...`` for children's."""
     out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                name = "main" if task.name == str(pid) else f"{(task / 'comm').read_text().strip()}-{task.name}"
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                out[name] = (int(fields[11]) + int(fields[12])) / tick
+                for child in (task / "children").read_text().split():
+                    out.update({f"child-{child}:{k}": v for k, v in thread_cpu_seconds(int(child)).items()})
     return out
 
 

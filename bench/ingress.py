@@ -53,6 +53,7 @@ from bench._common import (
     WrkResult,
     bridge_env,
     cpu_seconds,
+    thread_cpu_seconds,
     machine,
     median,
     push_bodies,
@@ -177,6 +178,10 @@ def main() -> None:
     )
     parser.add_argument("--pin", default=None, help="e.g. server=1,load=0 (taskset CPU lists)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy SVG of the bridge under wrk")
+    parser.add_argument("--profile-gil", action="store_true", help="sample only the thread holding the GIL")
+    parser.add_argument(
+        "--profile-children", action="store_true", help="profile the bridge's child processes too"
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "ingress-latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--env", action="append", default=[], help="extra BRIDGE_X=Y for the bridge")
@@ -236,6 +241,7 @@ def main() -> None:
         def wrk(name: str, seconds: float, tag: str) -> WrkResult:
             wait_idle(procs)
             before = cpu_seconds(servers[name].pid)
+            threads_before = thread_cpu_seconds(servers[name].pid)
             result = run_wrk(
                 servers[name].url,
                 bodies_file,
@@ -246,11 +252,17 @@ def main() -> None:
                 cpus=load_cpus,
             )
             result.cpu = (cpu_seconds(servers[name].pid) - before) / result.seconds
+            threads_after = thread_cpu_seconds(servers[name].pid)
+            busy = {
+                thread: round((spent - threads_before.get(thread, 0.0)) / result.seconds, 2)
+                for thread, spent in threads_after.items()
+                if spent - threads_before.get(thread, 0.0) > 0.01 * result.seconds
+            }
             print(
                 f"  {name:<12} {result.rps:>7.0f} req/s  p50 {result.p50_ms:6.2f} ms"
                 f"  p99 {result.p99_ms:6.2f} ms"
                 f"  max {result.max_ms:7.2f} ms  cpu {result.cpu:4.2f}  non-2xx {result.non_2xx}"
-                f"  errors {result.socket_errors}",
+                f"  errors {result.socket_errors}  threads {busy}",
                 flush=True,
             )
             return result
@@ -292,7 +304,8 @@ def main() -> None:
                 profile = subprocess.Popen(
                     [spy, "record", "--pid", str(servers["bridge"].pid), "--threads", "--rate", "250",
                      "--duration", str(int(args.seconds)), "--format", _spy_format(args.profile),
-                     "-o", str(args.profile)],
+                     "-o", str(args.profile), *(["--gil"] if args.profile_gil else []), *(["--idle"] if os.environ.get("SPY_IDLE") else []),
+                     *(["--subprocesses"] if args.profile_children else [])],
                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                 )  # fmt: skip
                 time.sleep(0.5)

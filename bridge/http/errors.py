@@ -13,11 +13,18 @@ from bridge.core.errors import DeliveryRejected
 log = structlog.get_logger("bridge.http")
 
 
-def rejected(exc: DeliveryRejected, *, delivery_id: str | None = None) -> Response[dict[str, Any]]:
+def rejected_body(exc: DeliveryRejected, *, delivery_id: str | None = None) -> dict[str, Any]:
+    """The JSON body of a refused delivery (the webhook sends it itself, at the ASGI level)."""
     body: dict[str, Any] = {"error": exc.reason, "message": exc.message}
     if delivery_id:
         body["delivery_id"] = delivery_id
-    return Response(body, status_code=exc.status_code)
+    return body
+
+
+INTERNAL_ERROR: dict[str, Any] = {
+    "error": "internal_error",
+    "message": "The bridge failed to handle this request.",
+}
 
 
 def http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
@@ -31,6 +38,4 @@ def http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[di
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Anything unexpected: logged with its traceback, answered 500 without details."""
     log.error("http.internal_error", path=request.url.path, error_type=type(exc).__name__, exc_info=exc)
-    return Response(
-        {"error": "internal_error", "message": "The bridge failed to handle this request."}, status_code=500
-    )
+    return Response(INTERNAL_ERROR, status_code=500)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -12,8 +12,10 @@ from litestar.testing import AsyncTestClient
 from structlog.testing import capture_logs
 
 from bridge.clients.sync import SyncClient
+from bridge.core.errors import PayloadTooLarge
 from bridge.core.jobs import JobState
 from bridge.http.app import create_app
+from bridge.http.webhooks import read_body
 from bridge.routes_file import parse_routes_text
 from bridge.samples import encode, push_payload
 from bridge.service import Service
@@ -252,3 +254,104 @@ async def test_accepted_delivery_is_logged_with_its_fields(ingress: Ingress) -> 
         payload["after"],
     )
     assert event["branch"] == payload["ref"].removeprefix("refs/heads/")
+
+
+# --- what Litestar would do for a @post handler, done by hand in the raw ASGI webhook ------------------
+
+
+async def test_other_methods_get_a_json_405_with_allow(ingress: Ingress) -> None:
+    """GET (or anything but POST) on the webhook is 405, names POST in Allow, and stores nothing."""
+    response = await ingress.client.get("/webhooks/github")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["error"] == "method_not_allowed"
+    assert await stored_jobs(ingress) == 0
+
+
+async def test_streamed_body_is_counted_against_the_limit() -> None:
+    """Without Content-Length, the body is counted while it arrives and refused once over the limit."""
+
+    def receiver(size: int, chunk: int = 512) -> Callable[[], Awaitable[dict[str, object]]]:
+        body = b"x" * size
+        parts = [body[start : start + chunk] for start in range(0, size, chunk)] or [b""]
+        messages = iter(
+            {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+            for i, part in enumerate(parts)
+        )
+
+        async def receive() -> dict[str, object]:
+            return next(messages)
+
+        return receive
+
+    assert await read_body(receiver(1024), {}, 1024) == b"x" * 1024  # type: ignore[arg-type]
+    with pytest.raises(PayloadTooLarge):
+        await read_body(receiver(1025), {}, 1024)  # type: ignore[arg-type]
+    with pytest.raises(PayloadTooLarge):  # refused from the header, before reading
+        await read_body(receiver(10), {"content-length": "2048"}, 1024)  # type: ignore[arg-type]
+
+
+async def test_store_failure_is_a_json_500_and_logged(make_settings: Callable[..., Settings]) -> None:
+    """If the store cannot commit, the answer is a JSON 500 (never a 202) and the error is logged."""
+    store = MemoryStore()
+    settings = make_settings()
+    service = Service(
+        settings=settings,
+        routes=parse_routes_text(ROUTES),
+        store=store,
+        sync=SyncClient(base_url=settings.sync_url, token="t"),
+    )
+
+    async def broken(*_: object) -> bool:
+        raise OSError("disk I/O error")
+
+    store.accept = broken  # type: ignore[method-assign]
+    async with AsyncTestClient(app=create_app(service)) as client:
+        with capture_logs() as logs:
+            response = await client.post("/webhooks/github", content=PUSH, headers=signed_headers(PUSH))
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "internal_error",
+        "message": "The bridge failed to handle this request.",
+    }
+    assert any(e["event"] == "http.internal_error" and e["error_type"] == "OSError" for e in logs)
+
+
+async def test_client_gone_before_its_body_stores_nothing(ingress: Ingress) -> None:
+    """A client that disconnects mid-body gets no answer, and nothing is stored."""
+    app = ingress.client.app
+    headers = [(k.lower().encode(), v.encode()) for k, v in signed_headers(PUSH).items()]
+    messages = iter(
+        [
+            {"type": "http.request", "body": PUSH[:100], "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent: list[object] = []
+
+    async def receive() -> object:
+        return next(messages)
+
+    async def send(message: object) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhooks/github",
+        "raw_path": b"/webhooks/github",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    with capture_logs() as logs:
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    assert sent == []
+    assert any(e["event"] == "delivery.client_gone" for e in logs)
+    assert await stored_jobs(ingress) == 0

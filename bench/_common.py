@@ -50,11 +50,21 @@ def taskset(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus and shutil.which("taskset") else []
 
 
-def rss_mb(pid: int) -> float:
+def _own_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its child processes (the bridge's worker process), in MB."""
+    total = _own_rss_mb(pid)
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += rss_mb(int(child))
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
@@ -71,7 +81,8 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError):
-                name = "main" if task.name == str(pid) else f"{(task / 'comm').read_text().strip()}-{task.name}"
+                comm = (task / "comm").read_text().strip()
+                name = "main" if task.name == str(pid) else f"{comm}-{task.name}"
                 fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
                 out[name] = (int(fields[11]) + int(fields[12])) / tick
                 for child in (task / "children").read_text().split():

@@ -53,7 +53,6 @@ from bench._common import (
     WrkResult,
     bridge_env,
     cpu_seconds,
-    thread_cpu_seconds,
     machine,
     median,
     push_bodies,
@@ -64,6 +63,7 @@ from bench._common import (
     start_bare,
     start_bridge,
     start_emulator,
+    thread_cpu_seconds,
     write_wrk_bodies,
 )
 from bench.loadgen import OpenLoopResult
@@ -179,6 +179,7 @@ def main() -> None:
     parser.add_argument("--pin", default=None, help="e.g. server=1,load=0 (taskset CPU lists)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy SVG of the bridge under wrk")
     parser.add_argument("--profile-gil", action="store_true", help="sample only the thread holding the GIL")
+    parser.add_argument("--profile-idle", action="store_true", help="sample idle (waiting) threads too")
     parser.add_argument(
         "--profile-children", action="store_true", help="profile the bridge's child processes too"
     )
@@ -304,7 +305,8 @@ def main() -> None:
                 profile = subprocess.Popen(
                     [spy, "record", "--pid", str(servers["bridge"].pid), "--threads", "--rate", "250",
                      "--duration", str(int(args.seconds)), "--format", _spy_format(args.profile),
-                     "-o", str(args.profile), *(["--gil"] if args.profile_gil else []), *(["--idle"] if os.environ.get("SPY_IDLE") else []),
+                     "-o", str(args.profile), *(["--gil"] if args.profile_gil else []),
+                     *(["--idle"] if args.profile_idle else []),
                      *(["--subprocesses"] if args.profile_children else [])],
                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                 )  # fmt: skip

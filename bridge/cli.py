@@ -63,24 +63,40 @@ def load_settings(**overrides: Any) -> Settings:
 # --------------------------------------------------------------------------- serve
 def build_service(settings: Settings) -> Any:
     from bridge.clients.sync import SyncClient
+    from bridge.metrics import Metrics
     from bridge.routes_file import load_routes
     from bridge.service import Service
     from bridge.store import open_store
+    from bridge.store.sqlite import SqliteStore
+    from bridge.worker_process import RemoteStore, WorkerProcess
 
-    if settings.sync_token is None or not settings.sync_token.get_secret_value():
+    if settings.worker != "off" and (
+        settings.sync_token is None or not settings.sync_token.get_secret_value()
+    ):
         fail("BRIDGE_SYNC_TOKEN is required (the Chroma Cloud API key)")
     try:
         routes = load_routes(settings.routes_file)
         store = open_store(settings.database_url)  # SQLite: one replica, so a dead one's leases are freed
     except BridgeError as exc:
         fail(str(exc))
-    sync = SyncClient(
-        base_url=settings.sync_url,
-        token=settings.sync_token.get_secret_value(),
-        timeout=settings.sync_timeout,
-        source_body_shape=settings.sync_source_body,
-    )
-    return Service(settings=settings, routes=routes, store=store, sync=sync)
+    metrics = Metrics()
+    if settings.worker == "process":
+        process = WorkerProcess(settings, metrics=metrics)
+        # SQLite: the worker process is the database's one writer; the ingress accepts through it.
+        ingress_store = RemoteStore(process) if isinstance(store, SqliteStore) else store
+        return Service(
+            settings=settings, routes=routes, store=ingress_store, metrics=metrics, worker_process=process
+        )
+    sync = None
+    if settings.worker == "inline":
+        assert settings.sync_token is not None  # checked above
+        sync = SyncClient(
+            base_url=settings.sync_url,
+            token=settings.sync_token.get_secret_value(),
+            timeout=settings.sync_timeout,
+            source_body_shape=settings.sync_source_body,
+        )
+    return Service(settings=settings, routes=routes, store=store, sync=sync, metrics=metrics)
 
 
 def run_server(settings: Settings, *, host: str, port: int) -> None:

@@ -1,4 +1,9 @@
-"""Prometheus metrics, one registry per service (so tests and several apps in a process never clash).
+"""Prometheus metrics, two registries per service (so tests and several apps in a process never clash).
+
+The ingress's families live in ``registry``, the worker's in ``worker_registry``. When the worker runs
+in its own process (``BRIDGE_WORKER=process``), that process counts into its own ``worker_registry``
+and ``/metrics`` renders the ingress's registry followed by the worker process's (``render(worker=...)``),
+so each family appears once.
 
 Labels are reason codes and operation names only: never a repository, a branch or anything secret,
 which keeps cardinality bounded and secrets out.
@@ -17,6 +22,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.worker_registry = CollectorRegistry(auto_describe=True)
         self.deliveries = Counter(
             "bridge_deliveries",
             "Webhook deliveries by outcome (accepted, duplicate, ignored, rejected) and reason",
@@ -33,21 +39,26 @@ class Metrics:
             "bridge_sync_calls",
             "Chroma Sync API calls by operation and outcome (ok or an error reason)",
             ["operation", "outcome"],
-            registry=self.registry,
+            registry=self.worker_registry,
         )
         self.jobs_finished = Counter(
             "bridge_jobs_finished",
             "Jobs that reached an end state, by state and invocation status",
             ["state", "status"],
-            registry=self.registry,
+            registry=self.worker_registry,
         )
         self.push_to_invocation = Histogram(
             "bridge_push_to_invocation_seconds",
             "From the delivery's arrival to the invocation's creation",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
-            registry=self.registry,
+            registry=self.worker_registry,
         )
         self.jobs = Gauge("bridge_jobs", "Jobs in the store by state", ["state"], registry=self.registry)
+        self.worker_restarts = Counter(
+            "bridge_worker_restarts",
+            "Times the worker process died and was started again (BRIDGE_WORKER=process)",
+            registry=self.registry,
+        )
         self._delivery_counters: dict[tuple[str, str], Counter] = {}
 
     def count_delivery(self, outcome: str, reason: str) -> None:
@@ -64,5 +75,10 @@ class Metrics:
         for state, count in counts.items():
             self.jobs.labels(state=state).set(count)
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, *, worker: bytes | None = None) -> bytes:
+        """Prometheus text: the ingress's families, then ``worker`` (the worker process's own
+        ``render_worker()``) or, when the worker runs in this process, this process's worker families."""
+        return generate_latest(self.registry) + (self.render_worker() if worker is None else worker)
+
+    def render_worker(self) -> bytes:
+        return generate_latest(self.worker_registry)

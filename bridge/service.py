@@ -2,6 +2,10 @@
 
 ``bridge serve`` builds one ``Service`` and hands it to the app factory; the app's lifespan starts
 and stops it. Nothing here reads the environment: settings arrive already built.
+
+Where the worker runs (``BRIDGE_WORKER``): ``process`` (``worker_process`` is set; the worker and, with
+SQLite, the database live in a child process, see ``bridge.worker_process``), ``inline`` (``worker`` is
+set: the worker's loops run on this event loop, as tests and tools that drive it do) or ``off``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import structlog
 
@@ -19,8 +24,9 @@ from bridge.core.retry import RetryPolicy
 from bridge.core.routing import RouteTable
 from bridge.metrics import Metrics
 from bridge.settings import Settings
-from bridge.store.base import Store
+from bridge.store.base import IngressStore, Store
 from bridge.worker import Worker, WorkerConfig
+from bridge.worker_process import RemoteStore, WorkerProcess
 
 log = structlog.get_logger("bridge.service")
 
@@ -52,19 +58,22 @@ def worker_config(settings: Settings, *, owner: str) -> WorkerConfig:
 class Service:
     settings: Settings
     routes: RouteTable
-    store: Store
-    sync: SyncClient
+    store: IngressStore
+    sync: SyncClient | None = None  # the in-process worker's client; None when the worker runs elsewhere
     clock: Callable[[], float] = time.time
     owner: str = field(default_factory=replica_name)
     metrics: Metrics = field(default_factory=Metrics)
     worker: Worker | None = None
+    worker_process: WorkerProcess | None = None
     started: bool = False
 
     def __post_init__(self) -> None:
         self.secrets = self.settings.webhook_secrets
-        if self.settings.worker_enabled and self.worker is None:
+        if self.settings.worker == "inline" and self.worker is None:
+            if self.sync is None or isinstance(self.store, RemoteStore):
+                raise ValueError("an inline worker needs a Sync client and the store itself")
             self.worker = Worker(
-                store=self.store,
+                store=cast(Store, self.store),
                 sync=self.sync,
                 config=worker_config(self.settings, owner=self.owner),
                 clock=self.clock,
@@ -72,6 +81,8 @@ class Service:
             )
 
     async def start(self) -> None:
+        if self.worker_process is not None:
+            await self.worker_process.start()  # with SQLite, it opens the database (migrations included)
         await self.store.open()
         if self.worker is not None:
             self.worker.start()
@@ -80,7 +91,7 @@ class Service:
             "service.started",
             owner=self.owner,
             routes=len(self.routes.routes),
-            worker=self.worker is not None,
+            worker=self.settings.worker,
             sync_url=self.settings.sync_url,
         )
 
@@ -89,10 +100,16 @@ class Service:
         self.started = False
         if self.worker is not None:
             await self.worker.stop(grace=self.settings.shutdown_timeout)
-        await self.sync.aclose()
+        if self.worker_process is not None:
+            await self.worker_process.stop(grace=self.settings.shutdown_timeout)
+        if self.sync is not None:
+            await self.sync.aclose()
         await self.store.close()
         log.info("service.stopped")
 
     def wake(self) -> None:
+        """New jobs were stored. (A worker process that owns the store wakes itself on accept.)"""
         if self.worker is not None:
             self.worker.wake()
+        elif self.worker_process is not None and not isinstance(self.store, RemoteStore):
+            self.worker_process.wake()

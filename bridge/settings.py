@@ -45,7 +45,10 @@ class Settings(BaseSettings):
     retry_cap_seconds: float = Field(3_600.0, gt=0, description="longest delay between retries")
     retry_horizon_seconds: float = Field(3 * 86_400.0, gt=0, description="give up after this long")
     worker_concurrency: int = Field(8, ge=1, le=256, description="lanes worked on at once per process")
-    worker_enabled: bool = Field(True, description="run the worker in the serving process")
+    worker: Literal["process", "inline", "off"] = Field(
+        "process",
+        description="run the worker in its own process (started by serve), in the serving process, or not",
+    )
     lease_seconds: float = Field(60.0, gt=0, description="a lane claim expires this long after renewal")
     poll_interval_seconds: float = Field(1.0, gt=0, description="idle worker checks for due work this often")
     track_min_seconds: float = Field(5.0, gt=0, description="first status poll of a new invocation")

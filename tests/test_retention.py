@@ -73,7 +73,7 @@ async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
         sync_token="token-for-tests",
         sync_url="http://127.0.0.1:9",
         database_url=f"sqlite:///{db}",
-        worker_enabled=False,
+        worker="off",
     )
     clock = FakeClock()
     store = SqliteStore(db)

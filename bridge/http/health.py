@@ -22,11 +22,16 @@ async def healthz() -> dict[str, str]:
 
 @get("/readyz")
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """Settings and routes loaded, the service started, and the store answers within two seconds."""
+    """Settings and routes loaded, the service started, the worker process (if any) running, and the
+    store answers within two seconds."""
     service: Service = request.app.state.service
     checks: dict[str, str] = {"settings": "ok", "routes": f"{len(service.routes.routes)} routes"}
     ready = service.started
     checks["service"] = "started" if ready else "starting"
+    if service.worker_process is not None:
+        running = service.worker_process.running
+        checks["worker"] = "process running" if running else "process restarting"
+        ready = ready and running
     try:
         await asyncio.wait_for(service.store.ping(), timeout=2.0)
         checks["store"] = "ok"
@@ -47,4 +52,11 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         service.metrics.set_job_counts(await asyncio.wait_for(service.store.counts(), timeout=2.0))
     except Exception as exc:
         log.warning("metrics.counts_unavailable", error=type(exc).__name__)
-    return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    worker: bytes | None = None
+    if service.worker_process is not None:
+        try:
+            worker = await asyncio.wait_for(service.worker_process.call("metrics"), timeout=2.0)
+        except Exception as exc:  # the ingress's own metrics still answer
+            log.warning("metrics.worker_unavailable", error=type(exc).__name__)
+            worker = b""
+    return Response(service.metrics.render(worker=worker), media_type=CONTENT_TYPE_LATEST)

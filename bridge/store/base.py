@@ -83,8 +83,9 @@ def check_update(update: JobUpdate) -> None:
             raise ValueError(f"job field {name!r} cannot be set to {value!r} (job {update.job_id})")
 
 
-class Store(Protocol):
-    """Durable state of the bridge."""
+class IngressStore(Protocol):
+    """What the webhook and the health endpoints need of the store (in the worker's own process, the
+    ingress reaches the SQLite store through ``bridge.worker_process.RemoteStore``)."""
 
     async def open(self) -> None:
         """Connect and apply pending schema migrations (safe when several replicas start at once)."""
@@ -101,6 +102,13 @@ class Store(Protocol):
         Returns ``False`` (and stores nothing) when (hook_id, delivery_id) is already stored.
         When this returns, the delivery is durable.
         """
+
+    async def counts(self) -> Mapping[str, int]:
+        """Number of jobs per state (every ``JobState`` present, zero included)."""
+
+
+class Store(IngressStore, Protocol):
+    """Durable state of the bridge."""
 
     async def claim_lane(self, *, owner: str, now: float, lease: float) -> str | None:
         """Lease the lane with the earliest due work (due_at <= now) that no live lease holds."""
@@ -138,9 +146,6 @@ class Store(Protocol):
 
     async def requeue(self, job_ids: Collection[int], *, now: float) -> int:
         """Put failed or dead jobs back in the queue, due now, with a fresh retry budget."""
-
-    async def counts(self) -> Mapping[str, int]:
-        """Number of jobs per state (every ``JobState`` present, zero included)."""
 
     async def get_source(self, key: str) -> str | None:
         """The Chroma Sync source id remembered for a described source key."""

@@ -13,8 +13,11 @@ order before it inserts jobs. So two transactions never wait for each other in a
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from enum import Enum
 from typing import Any, Protocol
 
@@ -56,42 +59,70 @@ class Tx:
         columns = [column[0] for column in self.cursor.description]
         return [dict(zip(columns, values, strict=True)) for values in self.cursor.fetchall()]
 
+    def jobs(self, name: str, **params: Any) -> list[Job]:
+        """Run a statement over ``jobs`` and return its rows as :class:`Job` objects.
+
+        The lane reads are the worker's hottest statements; mapping rows by position instead of
+        through a dict per row halved their Python cost (``bench/README.md``)."""
+        self.cursor.execute(self._queries[name], params)
+        pick = _job_picker(tuple(column[0] for column in self.cursor.description))
+        return [_job(*pick(values)) for values in self.cursor.fetchall()]
+
     def row(self, name: str, **params: Any) -> Row | None:
         """Run a statement and return its first row, if any."""
         rows = self.rows(name, **params)
         return rows[0] if rows else None
 
 
-def row_to_job(row: Row) -> Job:
-    """Map a ``jobs`` row to a :class:`Job` (enums, booleans and floats restored)."""
-    status = row["invocation_status"]
+_JOB_COLUMNS: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(Job))
+
+
+def _job(
+    id: Any, delivery_id: Any, lane: Any, route: Any, source_key: Any, source_id: Any, source_spec: Any,
+    repository: Any, repository_id: Any, branch: Any, before: Any, after: Any, pushed_at: Any,
+    collection: Any, state: Any, attempts: Any, received_at: Any, due_at: Any, first_attempt_at: Any,
+    invocation_id: Any, invocation_status: Any, poll_at: Any, cancel_wanted: Any, error: Any,
+    updated_at: Any,
+) -> Job:  # fmt: skip
+    """A :class:`Job` from its column values in field order (enums, booleans and floats restored)."""
     return Job(
-        id=int(row["id"]),
-        delivery_id=row["delivery_id"],
-        lane=row["lane"],
-        route=row["route"],
-        source_key=row["source_key"],
-        source_id=row["source_id"],
-        source_spec=row["source_spec"],
-        repository=row["repository"],
-        repository_id=int(row["repository_id"]),
-        branch=row["branch"],
-        before=row["before"],
-        after=row["after"],
-        pushed_at=None if row["pushed_at"] is None else int(row["pushed_at"]),
-        collection=row["collection"],
-        state=JobState(row["state"]),
-        attempts=int(row["attempts"]),
-        received_at=float(row["received_at"]),
-        due_at=float(row["due_at"]),
-        first_attempt_at=_optional_float(row["first_attempt_at"]),
-        invocation_id=row["invocation_id"],
-        invocation_status=None if status is None else InvocationStatus(status),
-        poll_at=_optional_float(row["poll_at"]),
-        cancel_wanted=bool(row["cancel_wanted"]),
-        error=row["error"],
-        updated_at=float(row["updated_at"]),
+        id=int(id),
+        delivery_id=delivery_id,
+        lane=lane,
+        route=route,
+        source_key=source_key,
+        source_id=source_id,
+        source_spec=source_spec,
+        repository=repository,
+        repository_id=int(repository_id),
+        branch=branch,
+        before=before,
+        after=after,
+        pushed_at=None if pushed_at is None else int(pushed_at),
+        collection=collection,
+        state=JobState(state),
+        attempts=int(attempts),
+        received_at=float(received_at),
+        due_at=float(due_at),
+        first_attempt_at=_optional_float(first_attempt_at),
+        invocation_id=invocation_id,
+        invocation_status=None if invocation_status is None else InvocationStatus(invocation_status),
+        poll_at=_optional_float(poll_at),
+        cancel_wanted=bool(cancel_wanted),
+        error=error,
+        updated_at=float(updated_at),
     )
+
+
+def row_to_job(row: Row) -> Job:
+    """Map a ``jobs`` row to a :class:`Job`."""
+    return _job(*(row[name] for name in _JOB_COLUMNS))
+
+
+@functools.lru_cache(maxsize=32)
+def _job_picker(columns: tuple[str, ...]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """Picks a result row's values in :class:`Job` field order (by position: no dict per row)."""
+    return operator.itemgetter(*(columns.index(name) for name in _JOB_COLUMNS))
 
 
 def _optional_float(value: Any) -> float | None:
@@ -195,7 +226,7 @@ def release_all_leases(tx: Tx) -> int:
 
 
 def lane_jobs(tx: Tx, lane: str, *, history: int) -> list[Job]:
-    return [row_to_job(row) for row in tx.rows("lane_jobs", lane=lane, history=history)]
+    return tx.jobs("lane_jobs", lane=lane, history=history)
 
 
 def _update_params(update: JobUpdate, now: float) -> dict[str, Any]:
@@ -220,7 +251,7 @@ def apply(tx: Tx, updates: Sequence[JobUpdate], *, now: float, owner: str | None
 
 
 def due_polls(tx: Tx, *, now: float, limit: int) -> list[Job]:
-    return [row_to_job(row) for row in tx.rows("due_polls", now=float(now), limit=limit)]
+    return tx.jobs("due_polls", now=float(now), limit=limit)
 
 
 def get_job(tx: Tx, job_id: int) -> Job | None:
@@ -233,7 +264,7 @@ def list_jobs(tx: Tx, *, states: Collection[JobState] | None, lane: str | None, 
     params: dict[str, Any] = {"any_state": states is None, "lane": lane, "limit": limit}
     for index in range(len(JobState)):
         params[f"state{index}"] = wanted[index] if index < len(wanted) else None
-    return [row_to_job(row) for row in tx.rows("list_jobs", **params)]
+    return tx.jobs("list_jobs", **params)
 
 
 def requeue(tx: Tx, job_ids: Collection[int], *, now: float) -> int:

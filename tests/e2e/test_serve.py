@@ -127,11 +127,57 @@ def test_bad_signature_is_401_and_logged_without_the_secret(running: tuple[Bridg
     assert any(e["event"] == "delivery.rejected" and e["reason"] == "signature_mismatch" for e in events)
 
 
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_metrics_and_readiness_cover_the_worker_process(running: tuple[Bridge, Emulator]) -> None:
+    """/metrics renders the ingress's and the worker process's families, each once; /readyz names it."""
+    bridge, emulator = running
+    sha = fake_sha("e2e-metrics")
+    send_push(bridge.url, repository="acme/api", branch="metrics", after=sha)
+    wait_until(lambda: len(invocations_for(emulator, sha)) == 1, timeout=10)
+    text = httpx.get(f"{bridge.url}/metrics").text
+    families = ("bridge_deliveries_total", "bridge_sync_calls_total", "bridge_push_to_invocation_seconds")
+    for family in (*families, "bridge_jobs", "bridge_worker_restarts_total"):
+        assert text.count(f"# HELP {family} ") == 1, family
+    assert 'bridge_sync_calls_total{operation="create_invocation",outcome="ok"}' in text
+    ready = httpx.get(f"{bridge.url}/readyz").json()
+    assert ready["checks"]["worker"] == "process running"
+
+
 def test_sigterm_exits_cleanly(running: tuple[Bridge, Emulator]) -> None:
-    """SIGTERM stops the service within its shutdown timeout with exit status 0."""
+    """SIGTERM stops the service, its worker process included, with exit status 0."""
     bridge, _ = running
+    assert bridge.proc is not None
+    [worker] = children(bridge.proc.pid)
     assert bridge.terminate(timeout=15) == 0
     assert "service.stopped" in bridge.logs()
+    assert "worker_process.stopped" in bridge.logs()
+    assert not alive(worker)
+
+
+def test_a_killed_bridge_takes_its_worker_process_along(tmp_path: Path) -> None:
+    """SIGKILL of the ingress leaves no worker process behind holding the database (PR_SET_PDEATHSIG)."""
+    with emulator_process(tmp_path) as emulator:
+        bridge = Bridge(env=bridge_env(tmp_path, sync_url=emulator.url, routes="routes: []\n"), tmp=tmp_path)
+        bridge.start()
+        assert bridge.proc is not None
+        [worker] = children(bridge.proc.pid)
+        assert alive(worker)
+        bridge.kill()
+        wait_until(lambda: not alive(worker), timeout=5)
 
 
 def test_missing_secret_refuses_to_start(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "sync_token": "token-for-tests",
             "sync_url": "http://127.0.0.1:9",
             "database_url": f"sqlite:///{tmp_path / 'bridge.db'}",
-            "worker_enabled": False,
+            "worker": "off",
             **overrides,
         }
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -611,3 +611,16 @@ async def test_closed_store_refuses_calls(store: Store) -> None:
     await store.close()
     with pytest.raises(StoreClosed):
         await store.counts()
+
+
+def test_job_mapping_names_every_job_field_in_order() -> None:
+    """The positional row mapping (``transactions._job``) takes Job's fields in Job's order."""
+    import dataclasses
+    import inspect
+
+    from bridge.core.jobs import Job
+    from bridge.store import transactions
+
+    assert tuple(inspect.signature(transactions._job).parameters) == tuple(
+        field.name for field in dataclasses.fields(Job)
+    )

@@ -1,0 +1,334 @@
+"""The worker in its own process: ``bridge serve`` answers webhooks in one process and works jobs in another.
+
+Why: the ingress is CPU-bound Python, and so is much of the worker (Sync calls through httpx, planning,
+logging). In one process they share one GIL, and the SQLite writer thread's hand-offs of the GIL
+stalled every group commit behind the busy event loop (``bench/README.md`` has the profile). With
+``BRIDGE_WORKER=process`` (the default) they run side by side:
+
+```
+ingress process (uvicorn, PID 1)                     worker process (python -m bridge.worker_process)
+POST /webhooks/github                                owns the SQLite database (SQLite) and its writer
+  verify, parse, route                               runs the lanes, tracker and pruner loops
+  store.accept ── SQLite: RemoteStore ── socket ──▶  store.accept (group commit), then wakes the lanes
+               └─ PostgreSQL: its own pool, then ──▶ "wake"
+/readyz, /metrics ── ping, counts, metrics ───────▶  answered from its store and its metrics
+```
+
+With SQLite the database still has exactly one process writing to it (the worker process), so nothing
+changes for durability: ``accept`` returns once the commit is on disk, and the webhook answers 202 only
+then. With PostgreSQL both processes talk to the database; the socket only carries wake-ups, pings and
+metrics.
+
+Lifecycle: the ingress starts the worker process when it starts (before serving; a worker process that
+cannot open the store stops the start-up with its error), restarts it with a growing pause if it dies
+(``bridge_worker_restarts_total``; meanwhile SQLite accepts answer 503 and ``/readyz`` is 503), and on
+shutdown, after uvicorn has stopped taking requests, asks it to stop with the shutdown timeout and waits.
+The worker process dies with the ingress: on Linux the kernel kills it (``PR_SET_PDEATHSIG``) if the
+ingress is killed, and it also stops when its socket closes. It ignores Ctrl-C (the ingress stops it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import dataclasses
+import operator
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import structlog
+
+from bridge.core.jobs import DeliveryRecord, NewJob
+from bridge.ipc import Channel, ChannelClosed, Handler, encode, read, serve
+from bridge.metrics import Metrics
+from bridge.settings import Settings
+
+log = structlog.get_logger("bridge.worker_process")
+
+START_TIMEOUT: Final = 120.0  # opening the store may wait for migrations another replica is running
+RESTART_PAUSE: Final = (0.5, 30.0)  # first and longest pause before restarting a dead worker process
+
+
+_delivery_values = operator.attrgetter(*(f.name for f in dataclasses.fields(DeliveryRecord)))
+_job_values = operator.attrgetter(*(f.name for f in dataclasses.fields(NewJob)))
+
+
+class WorkerStartError(RuntimeError):
+    """The worker process could not start (its own log lines say why)."""
+
+
+class WorkerProcess:
+    """The ingress's side: start, call, watch, restart and stop the worker process."""
+
+    def __init__(self, settings: Settings, *, metrics: Metrics, start_timeout: float = START_TIMEOUT) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._start_timeout = start_timeout
+        self._process: asyncio.subprocess.Process | None = None
+        self._channel: Channel | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._wake_pending = False
+        self.restarts = 0
+
+    @property
+    def running(self) -> bool:
+        return self._channel is not None and not self._channel.closed
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    async def call(self, method: str, *args: Any) -> Any:
+        channel = self._channel
+        if channel is None or channel.closed:
+            raise ChannelClosed("the worker process is not running (restarting)")
+        return await channel.call(method, *args)
+
+    def wake(self) -> None:
+        """Tell the worker process new jobs were stored; at most one message per event-loop turn."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._send_wake)
+
+    def _send_wake(self) -> None:
+        self._wake_pending = False
+        if self._channel is not None:
+            self._channel.notify("wake")
+
+    async def stop(self, *, grace: float) -> None:
+        """Ask the worker process to finish within ``grace`` seconds, then wait for it (kill if it hangs)."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        process, channel = self._process, self._channel
+        if channel is not None and not channel.closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.call("stop", grace), timeout=grace + 10)
+            channel.close()
+        if process is not None:
+            try:
+                await asyncio.wait_for(process.wait(), timeout=10)
+            except TimeoutError:
+                log.warning("worker_process.kill", pid=process.pid, reason="did not exit after stop")
+                process.kill()
+                await process.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def _spawn(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bridge.worker_process",
+                str(theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the ingress only; it stops us
+            )
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_connection(sock=ours)
+        writer.write(encode(("init", self._settings, os.getpid())))
+        channel = Channel(reader, writer)
+        reading = asyncio.create_task(channel.run())
+        try:
+            pid = await asyncio.wait_for(channel.call("ready"), timeout=self._start_timeout)
+        except (Exception, asyncio.CancelledError) as exc:
+            channel.close()
+            try:  # it closed the socket because it is exiting: let it, for its exit status
+                code = await asyncio.wait_for(asyncio.shield(process.wait()), timeout=5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                code = await process.wait()
+            await asyncio.gather(reading, return_exceptions=True)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise WorkerStartError(
+                f"the worker process did not start ({type(exc).__name__}, exit status {code}); "
+                "its log lines above say why"
+            ) from None
+        self._process, self._channel, self._reader = process, channel, reading
+        log.info("worker_process.started", pid=pid)
+
+    async def _supervise(self) -> None:
+        pause = RESTART_PAUSE[0]
+        while not self._stopping:
+            process = self._process
+            if process is not None:
+                code = await process.wait()
+                if self._stopping:
+                    return
+                if self._channel is not None:
+                    self._channel.close()
+                log.error("worker_process.exited", pid=process.pid, returncode=code, restart_in=pause)
+            self.restarts += 1
+            self._metrics.worker_restarts.inc()
+            started = time.monotonic()
+            await asyncio.sleep(pause)
+            try:
+                await self._spawn()
+            except WorkerStartError:
+                log.exception("worker_process.restart_failed")
+                self._process = None
+                pause = min(pause * 2, RESTART_PAUSE[1])
+                continue
+            # A process that lived a while earns a fresh start; one dying at once backs off further.
+            pause = RESTART_PAUSE[0] if time.monotonic() - started > 60 else min(pause * 2, RESTART_PAUSE[1])
+
+
+class RemoteStore:
+    """The ingress's store when the worker process owns the SQLite database: every call goes there."""
+
+    def __init__(self, process: WorkerProcess) -> None:
+        self._process = process
+
+    async def open(self) -> None:
+        """Nothing: the worker process opened the database (and applied migrations) when it started."""
+
+    async def close(self) -> None:
+        """Nothing: the worker process closes the database when it stops."""
+
+    async def ping(self) -> None:
+        await self._process.call("ping")
+
+    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> bool:
+        # Plain tuples: a frozen dataclass pickles and unpickles several times slower (profiled).
+        return bool(
+            await self._process.call("accept", _delivery_values(delivery), [_job_values(j) for j in jobs])
+        )
+
+    async def counts(self) -> Mapping[str, int]:
+        counts: Mapping[str, int] = await self._process.call("counts")
+        return counts
+
+
+# ------------------------------------------------------------------------------- the child's side
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when the ingress dies (Linux); exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(3)
+
+
+async def _run(fd: int) -> int:
+    # Imported here: the ingress process imports this module for WorkerProcess only.
+    from bridge.clients.sync import SyncClient
+    from bridge.logging import configure_logging
+    from bridge.service import replica_name, worker_config
+    from bridge.store import open_store
+    from bridge.worker import Worker
+
+    reader, writer = await asyncio.open_connection(sock=socket.socket(fileno=fd))
+    kind, settings, parent = await read(reader)
+    if kind != "init" or not isinstance(settings, Settings):
+        return 2
+    _die_with_parent(parent)
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
+    structlog.contextvars.bind_contextvars(process="worker")
+    token = settings.sync_token.get_secret_value() if settings.sync_token is not None else ""
+    store = open_store(settings.database_url)  # SQLite: the only process claiming lanes frees dead leases
+    sync = SyncClient(
+        base_url=settings.sync_url,
+        token=token,
+        timeout=settings.sync_timeout,
+        source_body_shape=settings.sync_source_body,
+    )
+    metrics = Metrics()
+    owner = replica_name()
+    worker = Worker(
+        store=store, sync=sync, config=worker_config(settings, owner=owner), clock=time.time, metrics=metrics
+    )
+    try:
+        await store.open()
+    except Exception:
+        log.exception("worker_process.store_unavailable")
+        await sync.aclose()
+        return 1
+    worker.start()
+    stopped = asyncio.Event()
+
+    async def stop(grace: float) -> None:
+        if not stopped.is_set():
+            stopped.set()
+            await worker.stop(grace=grace)
+
+    async def accept(delivery: tuple[Any, ...], jobs: list[tuple[Any, ...]]) -> bool:
+        accepted = await store.accept(DeliveryRecord(*delivery), [NewJob(*job) for job in jobs])
+        if accepted:
+            worker.wake()
+        return accepted
+
+    async def ready() -> int:
+        return os.getpid()
+
+    async def counts() -> dict[str, int]:
+        return dict(await store.counts())
+
+    async def render_metrics() -> bytes:
+        return metrics.render_worker()
+
+    loop = asyncio.get_running_loop()
+    terminated = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, terminated.set)  # sent by hand: stop as the ingress would
+    handlers: dict[str, Handler] = {
+        "ready": ready,
+        "ping": store.ping,
+        "accept": accept,
+        "counts": counts,
+        "metrics": render_metrics,
+        "stop": stop,
+    }
+    serving = asyncio.create_task(serve(reader, writer, handlers, {"wake": worker.wake}))
+    ended = asyncio.create_task(terminated.wait())
+    await asyncio.wait({serving, ended}, return_when=asyncio.FIRST_COMPLETED)
+    # The ingress closed the socket (after "stop", or because it died) or we got SIGTERM.
+    await stop(settings.shutdown_timeout if terminated.is_set() else 0.0)
+    ended.cancel()
+    serving.cancel()
+    await asyncio.gather(serving, ended, return_exceptions=True)
+    await sync.aclose()
+    await store.close()
+    log.info("worker_process.stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1 or not args[0].isdigit():
+        print("bridge.worker_process is started by `bridge serve`, not by hand", file=sys.stderr)
+        raise SystemExit(2)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        code = asyncio.run(_run(int(args[0])))
+    else:
+        code = uvloop.run(_run(int(args[0])))
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The worker in its own process (``BRIDGE_WORKER=process``): started, called, restarted and stopped by
+the ingress. Real child processes, a real SQLite file, the emulator over loopback HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from bridge.core.jobs import DeliveryRecord
+from bridge.emulator.testing import RunningEmulator
+from bridge.ipc import ChannelClosed
+from bridge.metrics import Metrics
+from bridge.settings import Settings
+from bridge.worker_process import RemoteStore, WorkerProcess, WorkerStartError
+from tests.conftest import EMULATOR_TOKEN
+from tests.factories import new_job, sha
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+def settings_for(database: Path, emulator: RunningEmulator, **changes: object) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        webhook_secret="worker-process-test-secret",
+        sync_token=EMULATOR_TOKEN,
+        sync_url=emulator.base_url,
+        database_url=f"sqlite:///{database}",
+        lane_min_gap_seconds=0,
+        **changes,
+    )
+
+
+def delivery(n: int) -> DeliveryRecord:
+    return DeliveryRecord("1", f"delivery-{n}", "push", "acme/api", "refs/heads/main", sha(n), time.time())
+
+
+async def wait_for(predicate: Callable[[], bool], *, within: float = 15.0) -> None:
+    """Poll ``predicate`` (the state of another process: no event to wait on)."""
+    with anyio.fail_after(within):
+        while True:
+            if predicate():
+                return
+            await anyio.sleep(0.05)
+
+
+@pytest.fixture
+async def worker(tmp_path: Path, emulator: RunningEmulator) -> AsyncIterator[WorkerProcess]:
+    emulator.state.reset()
+    process = WorkerProcess(settings_for(tmp_path / "bridge.db", emulator), metrics=Metrics())
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.stop(grace=5)
+
+
+async def test_accepts_through_the_worker_process_become_invocations(
+    worker: WorkerProcess, emulator: RunningEmulator
+) -> None:
+    """The ingress's accept is committed by the worker process, which then creates the invocation."""
+    source = emulator.state.add_source(database_name="code", repository="acme/api")
+    store = RemoteStore(worker)
+    job = new_job(after=1, source_id=source, source_key=f"id:{source}", due_at=0.0)
+    assert await store.accept(delivery(1), [job]) is True
+    assert await store.accept(delivery(1), [job]) is False  # a redelivery, recognised by the store
+    await wait_for(lambda: [i.sha for i in emulator.state.invocations.values()] == [sha(1)])
+    await store.ping()
+    counts = await store.counts()
+    assert sum(counts.values()) == 1
+    text = (await worker.call("metrics")).decode()
+    assert 'bridge_sync_calls_total{operation="create_invocation",outcome="ok"} 1.0' in text
+    assert "bridge_deliveries" not in text  # the ingress's families are rendered by the ingress
+
+
+async def test_a_killed_worker_process_is_restarted_and_nothing_is_lost(
+    worker: WorkerProcess, emulator: RunningEmulator
+) -> None:
+    """SIGKILL of the worker process: calls fail meanwhile (never a false 'accepted'), it comes back,
+    and what was accepted before is still stored."""
+    store = RemoteStore(worker)
+    assert await store.accept(delivery(10), [new_job(after=10, due_at=1e12)]) is True
+    first = worker.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    await wait_for(lambda: not worker.running, within=5)
+    with pytest.raises(ChannelClosed):
+        await store.accept(delivery(11), [new_job(after=11, due_at=1e12)])
+    await wait_for(lambda: worker.running and worker.pid != first, within=30)
+    assert worker.restarts == 1
+    assert await store.accept(delivery(10), [new_job(after=10, due_at=1e12)]) is False  # still stored
+    assert await store.accept(delivery(11), [new_job(after=11, due_at=1e12)]) is True
+    assert sum((await store.counts()).values()) == 2
+
+
+async def test_stop_ends_the_worker_process_cleanly(tmp_path: Path, emulator: RunningEmulator) -> None:
+    """stop() asks the worker process to finish; it exits with status 0 and calls then fail."""
+    process = WorkerProcess(settings_for(tmp_path / "bridge.db", emulator), metrics=Metrics())
+    await process.start()
+    pid = process.pid
+    await process.stop(grace=1)
+    assert not process.running
+    assert process._process is not None
+    assert process._process.returncode == 0
+    with pytest.raises(ChannelClosed):
+        await process.call("ping")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid or 0, 0)
+
+
+async def test_a_worker_process_that_cannot_open_the_store_stops_the_start(
+    tmp_path: Path, emulator: RunningEmulator
+) -> None:
+    """No store, no service: the start fails with an error instead of serving without a worker."""
+    settings = settings_for(tmp_path / "missing-directory" / "bridge.db", emulator)
+    process = WorkerProcess(settings, metrics=Metrics(), start_timeout=60)
+    with pytest.raises(WorkerStartError, match="exit status 1"):
+        await process.start()
+    assert not process.running

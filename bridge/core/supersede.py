@@ -30,34 +30,97 @@ class LanePlan:
     cancel: tuple[int, ...] = ()  # superseded invocations to cancel now
 
 
-def _predecessors(jobs: Sequence[Job]) -> dict[int, list[int]]:
-    by_after: dict[str, list[int]] = {}
+def _heads(jobs: Sequence[Job]) -> set[int]:
+    """Ids of the chain heads: the pushes no other push descends from, unless they descend from it too.
+
+    See commits as nodes and each push as an edge from its ``after`` to its ``before``: a push descends
+    from the pushes its edge leads on to. A push that no push started from (no edge enters its ``after``)
+    is a head. Any other push has a descendant, so it is a head only if it descends from all of them: its
+    edge lies in a strongly connected component (a cycle: a branch reset back and forth, or ``before ==
+    after``) that no edge enters from outside. No such component is reachable from a commit no push
+    started from, so only the commits those do not reach, usually none, need searching. There is always a
+    head: some component is entered by no other, and each of its commits some push inside it started from.
+    Job ids are taken as distinct (they are the store's keys).
+    """
+    starts = {job.before for job in jobs}
+    parents: dict[str, list[str]] = {}
     for job in jobs:
-        by_after.setdefault(job.after, []).append(job.id)
-    return {job.id: [p for p in by_after.get(job.before, []) if p != job.id] for job in jobs}
+        parents.setdefault(job.after, []).append(job.before)
+    heads = {job.id for job in jobs if job.after not in starts}
+    todo = [sha for sha in parents if sha not in starts]
+    reached = set(todo)
+    while todo:
+        for parent in parents.get(todo.pop(), ()):
+            if parent not in reached:
+                reached.add(parent)
+                todo.append(parent)
+    node = {sha: index for index, sha in enumerate(sha for sha in parents if sha not in reached)}
+    if not node:
+        return heads
+    edges = [[node[parent] for parent in parents[sha] if parent in node] for sha in node]
+    component = _components(edges)
+    entered = [False] * len(edges)  # by component
+    for source, targets in enumerate(edges):
+        for target in targets:
+            if component[target] != component[source]:
+                entered[component[target]] = True
+    for job in jobs:
+        if job.after in node and job.before in node:
+            inside = component[node[job.after]]
+            if inside == component[node[job.before]] and not entered[inside]:
+                heads.add(job.id)
+    return heads
 
 
-def _ancestors(job_id: int, preds: dict[int, list[int]]) -> set[int]:
-    seen: set[int] = set()
-    stack = list(preds[job_id])
-    while stack:
-        current = stack.pop()
-        if current not in seen:
-            seen.add(current)
-            stack.extend(preds[current])
-    return seen
+def _components(edges: list[list[int]]) -> list[int]:
+    """The strongly connected component of each node: Tarjan's algorithm, iterative (lanes can be long).
+
+    Hand-written: the standard library has none (``graphlib`` only orders acyclic graphs), and a graph
+    library would be a large dependency for these lines; ``tests/core/test_supersede.py`` checks the
+    result against the plain quadratic definition on generated lanes.
+    """
+    order = [-1] * len(edges)  # when the search found each node; -1 until it does
+    low = [0] * len(edges)  # the earliest found node, still on the stack, that the node's subtree reaches
+    component = [-1] * len(edges)  # -1 while the node is unfound or still on the stack
+    stack: list[int] = []
+    count = found = 0
+    for root in range(len(edges)):
+        if order[root] != -1:
+            continue
+        order[root] = low[root] = count
+        count += 1
+        stack.append(root)
+        path = [(root, iter(edges[root]))]  # the search's current path, each node with its edges left
+        while path:
+            current, targets = path[-1]
+            for target in targets:
+                if order[target] == -1:
+                    order[target] = low[target] = count
+                    count += 1
+                    stack.append(target)
+                    path.append((target, iter(edges[target])))
+                    break
+                if component[target] == -1:  # on the stack: in the component of a node on the path
+                    low[current] = min(low[current], order[target])
+            else:
+                path.pop()
+                if path:
+                    parent = path[-1][0]
+                    low[parent] = min(low[parent], low[current])
+                if low[current] == order[current]:
+                    while True:
+                        member = stack.pop()
+                        component[member] = found
+                        if member == current:
+                            break
+                    found += 1
+    return component
 
 
 def newest(jobs: Sequence[Job]) -> Job:
     """The newest push among ``jobs`` (non-empty): a chain head, then latest ``pushed_at``, then id."""
-    preds = _predecessors(jobs)
-    ancestors = {job.id: _ancestors(job.id, preds) for job in jobs}
-    heads = [
-        job
-        for job in jobs
-        if not any(job.id in ancestors[other.id] and other.id not in ancestors[job.id] for other in jobs)
-    ]
-    return max(heads or jobs, key=lambda job: (job.pushed_at or 0, job.id))
+    heads = _heads(jobs)
+    return max((job for job in jobs if job.id in heads), key=lambda job: (job.pushed_at or 0, job.id))
 
 
 def plan_lane(jobs: Sequence[Job], *, now: float) -> LanePlan:

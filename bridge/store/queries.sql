@@ -95,11 +95,28 @@ SELECT owner, lease_until FROM lanes WHERE lane = :lane FOR UPDATE
 SELECT lane FROM jobs WHERE id = :job_id
 
 -- lane_jobs --
--- Three indexed reads (live states, cancel_wanted, the newest :history others), never a lane scan.
+-- Three indexed reads (live states, cancel_wanted, the newest :history others), never a lane scan. The
+-- three are disjoint, so UNION ALL: a plain UNION made SQLite sort and compare whole rows to dedupe.
 SELECT * FROM jobs WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
-UNION
-SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted
-UNION
+UNION ALL
+SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted AND state NOT IN ('queued', 'creating', 'active')
+UNION ALL
+SELECT * FROM (
+    SELECT * FROM jobs
+    WHERE lane = :lane AND state NOT IN ('queued', 'creating', 'active') AND NOT cancel_wanted
+    ORDER BY id DESC
+    LIMIT :history
+) AS history
+ORDER BY id
+
+-- lane_jobs@sqlite --
+-- As below. SQLite's planner, merging the parts in id order, read the live states through (lane, id),
+-- a scan of the lane's whole history (thousands of superseded jobs in a busy lane; profiled): the
+-- index is named.
+SELECT * FROM jobs INDEXED BY jobs_lane_state WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
+UNION ALL
+SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted AND state NOT IN ('queued', 'creating', 'active')
+UNION ALL
 SELECT * FROM (
     SELECT * FROM jobs
     WHERE lane = :lane AND state NOT IN ('queued', 'creating', 'active') AND NOT cancel_wanted

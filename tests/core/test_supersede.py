@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bridge.core.jobs import InvocationStatus, JobState
+from bridge.core.jobs import InvocationStatus, Job, JobState
 from bridge.core.supersede import newest, plan_lane, to_cancel
 from tests.factories import active, make_job
 
@@ -128,3 +131,84 @@ def test_to_cancel_names_older_pending_invocations_only() -> None:
     done = replace(make_job(3, before=2, after=3), state=JobState.DONE)
     created = active(make_job(4, before=3, after=4), "inv-4")
     assert to_cancel([pending, processing, done, created], created=4) == [1]
+
+
+def reference_newest(jobs: Sequence[Job]) -> Job:
+    """The former quadratic ``newest``, kept as the specification the linear one must match exactly."""
+    by_after: dict[str, list[int]] = {}
+    for job in jobs:
+        by_after.setdefault(job.after, []).append(job.id)
+    preds = {job.id: [p for p in by_after.get(job.before, []) if p != job.id] for job in jobs}
+
+    def ancestors(job_id: int) -> set[int]:
+        seen: set[int] = set()
+        stack = list(preds[job_id])
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(preds[current])
+        return seen
+
+    found = {job.id: ancestors(job.id) for job in jobs}
+    heads = [
+        job
+        for job in jobs
+        if not any(job.id in found[other.id] and other.id not in found[job.id] for other in jobs)
+    ]
+    return max(heads or jobs, key=lambda job: (job.pushed_at or 0, job.id))
+
+
+@st.composite
+def lanes(draw: st.DrawFn) -> list[Job]:
+    """Small lanes over a few commits, so chains, cycles, shared commits and before == after are common."""
+    commit = st.integers(0, draw(st.integers(0, 7)))
+    pushes = draw(st.lists(st.tuples(commit, commit, st.none() | st.integers(0, 3)), max_size=40))
+    ids = st.lists(st.integers(1, 60), min_size=len(pushes), max_size=len(pushes), unique=True)
+    return [
+        make_job(job_id, before=before, after=after, pushed_at=pushed_at)
+        for job_id, (before, after, pushed_at) in zip(draw(ids), pushes, strict=True)
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(jobs=lanes())
+def test_newest_matches_the_quadratic_reference(jobs: list[Job]) -> None:
+    """The linear newest picks the very job the quadratic definition picks, cycles and repeats included."""
+    if not jobs:
+        with pytest.raises(ValueError, match="empty"):
+            newest(jobs)
+        return
+    assert newest(jobs) is reference_newest(jobs)
+
+
+@pytest.mark.parametrize(
+    ("pushes", "expected"),
+    [
+        ([(0, 1), (1, 1)], 2),  # an empty push (before == after) still descends from the push before it
+        ([(1, 1), (1, 1), (0, 1)], 2),  # two of them descend from each other: both heads, arrival decides
+        ([(0, 1), (0, 1), (1, 2)], 3),  # a push delivered twice: the push on top of it is newer than both
+        ([(1, 2), (0, 1), (2, 1), (1, 3)], 4),  # reset back and forth (1 -> 2 -> 1), then a push on top
+        ([(2, 3), (0, 1), (1, 2), (5, 6)], 4),  # a broken chain: two heads, arrival decides
+        ([(3, 4), (1, 2), (2, 1), (1, 3), (4, 3)], 5),  # resets 1 <-> 2, then 1 -> 3, then resets 3 <-> 4
+        ([(2, 1), (2, 0), (1, 1), (0, 1), (2, 2)], 3),  # empty pushes on 2, then on 1 (after 2 -> 0 -> 1)
+    ],
+)
+def test_newest_in_small_tricky_lanes(pushes: list[tuple[int, int]], expected: int) -> None:
+    """Shared commits, empty pushes, cycles, broken chains; pushes are (before, after), ids count from 1."""
+    jobs = [make_job(n, before=before, after=after) for n, (before, after) in enumerate(pushes, 1)]
+    assert newest(jobs).id == expected
+    assert reference_newest(jobs).id == expected
+
+
+@pytest.mark.parametrize(("reset", "expected"), [(False, 2000), (True, 2001)])
+def test_newest_of_a_long_chain_is_its_head(reset: bool, expected: int) -> None:
+    """2,000 chained pushes, newest first, with ever later pushed_at going back: the chain still wins.
+
+    With a reset back and forth at the top, the whole chain hangs off a cycle and is searched in depth.
+    """
+    length = 2000
+    jobs = [make_job(n, before=n - 1, after=n, pushed_at=length - n) for n in range(length, 0, -1)]
+    if reset:
+        jobs.insert(0, make_job(length + 1, before=length, after=length - 1, pushed_at=0))
+    assert newest(jobs).id == expected

@@ -97,3 +97,28 @@ def test_sqlite_script_with_an_unfinished_statement_is_refused() -> None:
     """A statement missing its ';' is an error, not silently dropped."""
     with pytest.raises(ValueError, match="incomplete"):
         split_sqlite_script("CREATE TABLE a (x INTEGER)\n")
+
+
+@pytest.mark.anyio
+async def test_sqlite_lane_reads_never_scan_a_lanes_history(tmp_path: object) -> None:
+    """The worker reads a lane's live jobs through (lane, state), whatever the planner would guess without
+    statistics: through (lane, id) it walked every superseded job of a busy lane on every read."""
+    import sqlite3
+    from pathlib import Path
+
+    from bridge.store.sqlite import SqliteStore
+
+    path = Path(str(tmp_path)) / "plan.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+    connection = sqlite3.connect(path)
+    try:
+        sql = load_queries("sqlite")["lane_jobs"]
+        plan = [
+            row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", {"lane": "L", "history": 50})
+        ]
+    finally:
+        connection.close()
+    assert "SEARCH jobs USING INDEX jobs_lane_state (lane=? AND state=?)" in plan
+    assert sum("jobs_lane_id" in step for step in plan) == 1  # the :history newest others only

@@ -1,7 +1,7 @@
 """What the benchmarks share: real processes (emulator, bridge, bare app), signed bodies, wrk runs.
 
 Every benchmark runs the bridge the way production does: ``python -m bridge serve`` (uvicorn, uvloop,
-httptools, one process, worker in-process) on a SQLite file on the project's disk, against
+httptools, the worker in its own process by default) on a SQLite file on the project's disk, against
 ``python -m bridge emulator`` in its own process. Nothing here is imported by ``bridge/``.
 """
 

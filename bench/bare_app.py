@@ -4,7 +4,7 @@
 bytes, compared with ``hmac.compare_digest``), parses the JSON and answers ``202`` with a small JSON
 body. No routing, no store, no worker, no logging, no metrics: what any receiver must do at least.
 
-It is served exactly like ``bridge serve`` (``bridge.cli.run_server``): uvicorn, one process, uvloop,
+It is served exactly like ``bridge serve`` (``bridge.cli.run_server``): uvicorn (one ingress process), uvloop,
 httptools, access log off, no server header, Litestar without OpenAPI or logging config::
 
     BENCH_SECRET=... .venv/bin/python bench/bare_app.py --port 8081

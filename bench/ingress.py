@@ -7,10 +7,10 @@ One run starts, in this order:
 
 * ``bridge emulator`` (the Chroma Sync emulator) in its own process, with one source per repository;
 * ``bridge serve``: SQLite (WAL, synchronous=FULL, group commit) in a scratch directory on the
-  project's disk, the worker running in-process against the emulator, production defaults, one JSON
-  log line per delivery written to a file, routes matching every push (``--repos`` repositories,
-  branch ``main``, one source each: so the worker creates, coalesces and cancels invocations in
-  ``--repos`` lanes during the run);
+  project's disk, the worker running (in its own process, the default) against the emulator,
+  production defaults, one JSON log line per delivery written to a file, routes matching every push
+  (``--repos`` repositories, branch ``main``, one source each: so the worker creates, coalesces and
+  cancels invocations in ``--repos`` lanes during the run);
 * ``bench/bare_app.py``: the bare Litestar endpoint (verify the signature, parse the JSON, 202),
   served exactly like the bridge (uvicorn, uvloop, httptools, one process, access log off).
 

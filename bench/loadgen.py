@@ -117,7 +117,18 @@ async def open_loop(
         try:
             if conn is None:
                 conn = await connect()
-            status = await conn.roundtrip(request)
+                status = await conn.roundtrip(request)
+            else:
+                try:
+                    status = await conn.roundtrip(request)
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    # The keep-alive race: the server closed this idle connection (uvicorn's keep-alive
+                    # timeout is 5 s) as the request went out. Retried once on a new connection, as HTTP
+                    # clients do; the retry's time counts in the latency.
+                    conn.writer.close()
+                    kinds["stale_connection_retried"] = kinds.get("stale_connection_retried", 0) + 1
+                    conn = await connect()
+                    status = await conn.roundtrip(request)
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             errors += 1
             kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1

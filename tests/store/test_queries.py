@@ -102,7 +102,8 @@ def test_sqlite_script_with_an_unfinished_statement_is_refused() -> None:
 @pytest.mark.anyio
 async def test_sqlite_lane_reads_never_scan_a_lanes_history(tmp_path: object) -> None:
     """The worker reads a lane's live jobs through (lane, state), whatever the planner would guess without
-    statistics: through (lane, id) it walked every superseded job of a busy lane on every read."""
+    statistics (through (lane, id) it walked every superseded job of a busy lane on every read), and the
+    tracker's and the pruner's reads use their partial indexes."""
     import sqlite3
     from pathlib import Path
 
@@ -113,12 +114,19 @@ async def test_sqlite_lane_reads_never_scan_a_lanes_history(tmp_path: object) ->
     await store.open()
     await store.close()
     connection = sqlite3.connect(path)
+    queries = load_queries("sqlite")
+
+    def plan(name: str, **params: object) -> list[str]:
+        return [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {queries[name]}", params)]
+
     try:
-        sql = load_queries("sqlite")["lane_jobs"]
-        plan = [
-            row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", {"lane": "L", "history": 50})
-        ]
+        lane = plan("lane_jobs", lane="L", history=50)
+        polls = plan("due_polls", now=0.0, limit=10)
+        prune = plan("prune_jobs", before=0.0)
     finally:
         connection.close()
-    assert "SEARCH jobs USING INDEX jobs_lane_state (lane=? AND state=?)" in plan
-    assert sum("jobs_lane_id" in step for step in plan) == 1  # the :history newest others only
+    assert "SEARCH jobs USING INDEX jobs_lane_state (lane=? AND state=?)" in lane
+    assert sum("jobs_lane_id" in step for step in lane) == 1  # the :history newest others only
+    # The tracker and the pruner read partial indexes (migration 0003), which queued jobs stay out of.
+    assert polls == ["SEARCH jobs USING INDEX jobs_active_poll_at (poll_at<?)"]
+    assert prune == ["SEARCH jobs USING INDEX jobs_prunable_updated_at (updated_at<?)"]

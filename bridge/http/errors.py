@@ -21,6 +21,11 @@ def rejected_body(exc: DeliveryRejected, *, delivery_id: str | None = None) -> d
     return body
 
 
+STORE_UNAVAILABLE: dict[str, Any] = {
+    "error": "store_unavailable",
+    "message": "The bridge cannot store deliveries right now; nothing was stored. Redeliver it later.",
+}
+
 INTERNAL_ERROR: dict[str, Any] = {
     "error": "internal_error",
     "message": "The bridge failed to handle this request.",

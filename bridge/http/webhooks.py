@@ -33,8 +33,9 @@ from bridge.core.events import decode_body, decode_push, parse_headers
 from bridge.core.intake import intake
 from bridge.core.jobs import DeliveryRecord
 from bridge.core.signature import verify
-from bridge.http.errors import INTERNAL_ERROR, rejected_body
+from bridge.http.errors import INTERNAL_ERROR, STORE_UNAVAILABLE, rejected_body
 from bridge.service import Service
+from bridge.store.base import StoreClosed
 
 log = structlog.get_logger("bridge.ingress")
 
@@ -177,6 +178,11 @@ async def github_webhook(scope: Scope, receive: Receive, send: Send) -> None:
     except ClientGone:
         log.info("delivery.client_gone", delivery_id=headers.get("x-github-delivery"))
         return
+    except StoreClosed as exc:  # the store (or the worker process that owns it) is down: nothing stored
+        log.error(  # noqa: TRY400 - a known state, not a bug: no traceback
+            "delivery.store_unavailable", delivery_id=headers.get("x-github-delivery"), error=str(exc)
+        )
+        answer = Answer(503, STORE_UNAVAILABLE)
     except Exception as exc:  # the store failed, or a bug: answered 500, logged with its traceback
         log.exception("http.internal_error", path=PATH, error_type=type(exc).__name__)
         answer = Answer(500, INTERNAL_ERROR)

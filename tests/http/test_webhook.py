@@ -16,6 +16,7 @@ from bridge.core.errors import PayloadTooLarge
 from bridge.core.jobs import JobState
 from bridge.http.app import create_app
 from bridge.http.webhooks import read_body
+from bridge.ipc import ChannelClosed
 from bridge.routes_file import parse_routes_text
 from bridge.samples import encode, push_payload
 from bridge.service import Service
@@ -355,3 +356,26 @@ async def test_client_gone_before_its_body_stores_nothing(ingress: Ingress) -> N
     assert sent == []
     assert any(e["event"] == "delivery.client_gone" for e in logs)
     assert await stored_jobs(ingress) == 0
+
+
+async def test_store_down_is_a_json_503_and_logged(make_settings: Callable[..., Settings]) -> None:
+    """A store that is closed or unreachable (the worker process restarting) gives 503, never a 202."""
+    store = MemoryStore()
+    settings = make_settings()
+    service = Service(
+        settings=settings,
+        routes=parse_routes_text(ROUTES),
+        store=store,
+        sync=SyncClient(base_url=settings.sync_url, token="t"),
+    )
+
+    async def down(*_: object) -> bool:
+        raise ChannelClosed("the worker process is not running (restarting)")
+
+    store.accept = down  # type: ignore[method-assign]
+    async with AsyncTestClient(app=create_app(service)) as client:
+        with capture_logs() as logs:
+            response = await client.post("/webhooks/github", content=PUSH, headers=signed_headers(PUSH))
+    assert response.status_code == 503
+    assert response.json()["error"] == "store_unavailable"
+    assert any(e["event"] == "delivery.store_unavailable" for e in logs)

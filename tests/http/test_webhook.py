@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -292,8 +293,10 @@ async def test_streamed_body_is_counted_against_the_limit() -> None:
         await read_body(receiver(10), {"content-length": "2048"}, 1024)  # type: ignore[arg-type]
 
 
-async def test_store_failure_is_a_json_500_and_logged(make_settings: Callable[..., Settings]) -> None:
-    """If the store cannot commit, the answer is a JSON 500 (never a 202) and the error is logged."""
+async def post_with_failing_accept(
+    make_settings: Callable[..., Settings], error: Exception
+) -> tuple[Any, list[dict[str, Any]]]:
+    """POST a valid push to an app whose store's ``accept`` raises ``error``; the answer and the logs."""
     store = MemoryStore()
     settings = make_settings()
     service = Service(
@@ -303,13 +306,19 @@ async def test_store_failure_is_a_json_500_and_logged(make_settings: Callable[..
         sync=SyncClient(base_url=settings.sync_url, token="t"),
     )
 
-    async def broken(*_: object) -> bool:
-        raise OSError("disk I/O error")
+    async def failing(*_: object) -> bool:
+        raise error
 
-    store.accept = broken  # type: ignore[method-assign]
+    store.accept = failing  # type: ignore[method-assign]
     async with AsyncTestClient(app=create_app(service)) as client:
         with capture_logs() as logs:
             response = await client.post("/webhooks/github", content=PUSH, headers=signed_headers(PUSH))
+    return response, logs
+
+
+async def test_store_failure_is_a_json_500_and_logged(make_settings: Callable[..., Settings]) -> None:
+    """If the store cannot commit, the answer is a JSON 500 (never a 202) and the error is logged."""
+    response, logs = await post_with_failing_accept(make_settings, OSError("disk I/O error"))
     assert response.status_code == 500
     assert response.json() == {
         "error": "internal_error",
@@ -360,22 +369,9 @@ async def test_client_gone_before_its_body_stores_nothing(ingress: Ingress) -> N
 
 async def test_store_down_is_a_json_503_and_logged(make_settings: Callable[..., Settings]) -> None:
     """A store that is closed or unreachable (the worker process restarting) gives 503, never a 202."""
-    store = MemoryStore()
-    settings = make_settings()
-    service = Service(
-        settings=settings,
-        routes=parse_routes_text(ROUTES),
-        store=store,
-        sync=SyncClient(base_url=settings.sync_url, token="t"),
+    response, logs = await post_with_failing_accept(
+        make_settings, ChannelClosed("the worker process is gone")
     )
-
-    async def down(*_: object) -> bool:
-        raise ChannelClosed("the worker process is not running (restarting)")
-
-    store.accept = down  # type: ignore[method-assign]
-    async with AsyncTestClient(app=create_app(service)) as client:
-        with capture_logs() as logs:
-            response = await client.post("/webhooks/github", content=PUSH, headers=signed_headers(PUSH))
     assert response.status_code == 503
     assert response.json()["error"] == "store_unavailable"
     assert any(e["event"] == "delivery.store_unavailable" for e in logs)

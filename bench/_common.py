@@ -26,7 +26,11 @@ import httpx
 
 from bridge.core.signature import sign
 from bridge.samples import encode, fake_sha, push_payload
-from tests.e2e.procs import free_port, wait_http  # the process helpers the end-to-end tests use too
+from tests.e2e.procs import (
+    child_pids,
+    free_port,
+    wait_http,
+)  # the process helpers the end-to-end tests use too
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where ``python -m bridge`` runs from: another copy of the code (a "before" tree) when BENCH_BRIDGE_SRC
@@ -59,12 +63,7 @@ def _own_rss_mb(pid: int) -> float:
 
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its child processes (the bridge's worker process), in MB."""
-    total = _own_rss_mb(pid)
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                total += rss_mb(int(child))
-    return total
+    return _own_rss_mb(pid) + sum(rss_mb(child) for child in child_pids(pid))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -85,8 +84,8 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
                 name = "main" if task.name == str(pid) else f"{comm}-{task.name}"
                 fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
                 out[name] = (int(fields[11]) + int(fields[12])) / tick
-                for child in (task / "children").read_text().split():
-                    out.update({f"child-{child}:{k}": v for k, v in thread_cpu_seconds(int(child)).items()})
+    for child in child_pids(pid):
+        out.update({f"child-{child}:{k}": v for k, v in thread_cpu_seconds(child).items()})
     return out
 
 

@@ -62,10 +62,9 @@ def load_settings(**overrides: Any) -> Settings:
 
 # --------------------------------------------------------------------------- serve
 def build_service(settings: Settings) -> Any:
-    from bridge.clients.sync import SyncClient
     from bridge.metrics import Metrics
     from bridge.routes_file import load_routes
-    from bridge.service import Service
+    from bridge.service import Service, sync_client
     from bridge.store import open_store
     from bridge.store.sqlite import SqliteStore
     from bridge.worker_process import RemoteStore, WorkerProcess
@@ -87,15 +86,7 @@ def build_service(settings: Settings) -> Any:
         return Service(
             settings=settings, routes=routes, store=ingress_store, metrics=metrics, worker_process=process
         )
-    sync = None
-    if settings.worker == "inline":
-        assert settings.sync_token is not None  # checked above
-        sync = SyncClient(
-            base_url=settings.sync_url,
-            token=settings.sync_token.get_secret_value(),
-            timeout=settings.sync_timeout,
-            source_body_shape=settings.sync_source_body,
-        )
+    sync = sync_client(settings) if settings.worker == "inline" else None
     return Service(settings=settings, routes=routes, store=store, sync=sync, metrics=metrics)
 
 
@@ -169,9 +160,9 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------- check
 async def _check(settings: Settings) -> list[str]:
-    from bridge.clients.sync import SyncClient
     from bridge.clients.sync_errors import SyncError
     from bridge.routes_file import load_routes
+    from bridge.service import sync_client
     from bridge.store import open_store
 
     lines = []
@@ -184,11 +175,7 @@ async def _check(settings: Settings) -> list[str]:
     lines.append("store: reachable, migrations applied")
     if settings.sync_token is None:
         fail("BRIDGE_SYNC_TOKEN is required (the Chroma Cloud API key)")
-    async with SyncClient(
-        base_url=settings.sync_url,
-        token=settings.sync_token.get_secret_value(),
-        timeout=settings.sync_timeout,
-    ) as sync:
+    async with sync_client(settings) as sync:
         try:
             await sync.list_sources(limit=1)
         except SyncError as exc:

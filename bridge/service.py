@@ -54,6 +54,17 @@ def worker_config(settings: Settings, *, owner: str) -> WorkerConfig:
     )
 
 
+def sync_client(settings: Settings) -> SyncClient:
+    """The Chroma Sync client the settings describe (callers that need a token check it first)."""
+    token = settings.sync_token.get_secret_value() if settings.sync_token is not None else ""
+    return SyncClient(
+        base_url=settings.sync_url,
+        token=token,
+        timeout=settings.sync_timeout,
+        source_body_shape=settings.sync_source_body,
+    )
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -108,8 +119,8 @@ class Service:
         log.info("service.stopped")
 
     def wake(self) -> None:
-        """New jobs were stored. (A worker process that owns the store wakes itself on accept.)"""
+        """New jobs were stored: tell the worker, wherever it runs."""
         if self.worker is not None:
             self.worker.wake()
-        elif self.worker_process is not None and not isinstance(self.store, RemoteStore):
+        elif self.worker_process is not None:
             self.worker_process.wake()

@@ -9,14 +9,15 @@ stalled every group commit behind the busy event loop (``bench/README.md`` has t
 ingress process (uvicorn, PID 1)                     worker process (python -m bridge.worker_process)
 POST /webhooks/github                                owns the SQLite database (SQLite) and its writer
   verify, parse, route                               runs the lanes, tracker and pruner loops
-  store.accept ── SQLite: RemoteStore ── socket ──▶  store.accept (group commit), then wakes the lanes
-               └─ PostgreSQL: its own pool, then ──▶ "wake"
+  store.accept ── SQLite: RemoteStore ── socket ──▶  store.accept (group commit)
+               └─ PostgreSQL: its own pool
+  service.wake ───────────────────────── socket ──▶  "wake" (at most one per event-loop turn)
 /readyz, /metrics ── ping, counts, metrics ───────▶  answered from its store and its metrics
 ```
 
 With SQLite the database still has exactly one process writing to it (the worker process), so nothing
 changes for durability: ``accept`` returns once the commit is on disk, and the webhook answers 202 only
-then. With PostgreSQL both processes talk to the database; the socket only carries wake-ups, pings and
+then. With PostgreSQL both processes talk to the database; the socket carries only wake-ups, pings and
 metrics.
 
 Lifecycle: the ingress starts the worker process when it starts (before serving; a worker process that
@@ -238,9 +239,8 @@ def _die_with_parent(parent: int) -> None:
 
 async def _run(fd: int) -> int:
     # Imported here: the ingress process imports this module for WorkerProcess only.
-    from bridge.clients.sync import SyncClient
     from bridge.logging import configure_logging
-    from bridge.service import replica_name, worker_config
+    from bridge.service import replica_name, sync_client, worker_config
     from bridge.store import open_store
     from bridge.worker import Worker
 
@@ -251,14 +251,8 @@ async def _run(fd: int) -> int:
     _die_with_parent(parent)
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
     structlog.contextvars.bind_contextvars(process="worker")
-    token = settings.sync_token.get_secret_value() if settings.sync_token is not None else ""
     store = open_store(settings.database_url)  # SQLite: the only process claiming lanes frees dead leases
-    sync = SyncClient(
-        base_url=settings.sync_url,
-        token=token,
-        timeout=settings.sync_timeout,
-        source_body_shape=settings.sync_source_body,
-    )
+    sync = sync_client(settings)
     metrics = Metrics()
     owner = replica_name()
     worker = Worker(
@@ -279,10 +273,7 @@ async def _run(fd: int) -> int:
             await worker.stop(grace=grace)
 
     async def accept(delivery: tuple[Any, ...], jobs: list[tuple[Any, ...]]) -> bool:
-        accepted = await store.accept(DeliveryRecord(*delivery), [NewJob(*job) for job in jobs])
-        if accepted:
-            worker.wake()
-        return accepted
+        return await store.accept(DeliveryRecord(*delivery), [NewJob(*job) for job in jobs])
 
     async def ready() -> int:
         return os.getpid()

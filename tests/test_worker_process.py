@@ -122,3 +122,22 @@ async def test_a_worker_process_that_cannot_open_the_store_stops_the_start(
     with pytest.raises(WorkerStartError, match="exit status 1"):
         await process.start()
     assert not process.running
+
+
+async def test_a_wake_reaches_the_worker_process_at_once(tmp_path: Path, emulator: RunningEmulator) -> None:
+    """The ingress's wake after an accept starts the work now, not at the next poll (a minute away here)."""
+    emulator.state.reset()
+    source = emulator.state.add_source(database_name="code", repository="acme/api")
+    settings = settings_for(tmp_path / "bridge.db", emulator, poll_interval_seconds=60)
+    process = WorkerProcess(settings, metrics=Metrics())
+    await process.start()
+    try:
+        await anyio.sleep(
+            0.5
+        )  # the worker's first sweep has found nothing; it now waits for a wake or a minute
+        job = new_job(after=20, source_id=source, source_key=f"id:{source}", due_at=0.0)
+        assert await RemoteStore(process).accept(delivery(20), [job]) is True
+        process.wake()
+        await wait_for(lambda: [i.sha for i in emulator.state.invocations.values()] == [sha(20)], within=10)
+    finally:
+        await process.stop(grace=5)

@@ -27,6 +27,16 @@ SECRET = "e2e-webhook-secret"
 TOKEN = "e2e-sync-token"
 
 
+def child_pids(pid: int) -> list[int]:
+    """The process ids of ``pid``'s children (Linux ``/proc``); none once ``pid`` is gone."""
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

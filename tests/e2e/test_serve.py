@@ -17,6 +17,7 @@ from tests.e2e.procs import (
     Bridge,
     Emulator,
     bridge_env,
+    child_pids,
     emulator_process,
     send_push,
     signed,
@@ -127,13 +128,6 @@ def test_bad_signature_is_401_and_logged_without_the_secret(running: tuple[Bridg
     assert any(e["event"] == "delivery.rejected" and e["reason"] == "signature_mismatch" for e in events)
 
 
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
-
-
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -161,7 +155,7 @@ def test_sigterm_exits_cleanly(running: tuple[Bridge, Emulator]) -> None:
     """SIGTERM stops the service, its worker process included, with exit status 0."""
     bridge, _ = running
     assert bridge.proc is not None
-    [worker] = children(bridge.proc.pid)
+    [worker] = child_pids(bridge.proc.pid)
     assert bridge.terminate(timeout=15) == 0
     assert "service.stopped" in bridge.logs()
     assert "worker_process.stopped" in bridge.logs()
@@ -174,7 +168,7 @@ def test_a_killed_bridge_takes_its_worker_process_along(tmp_path: Path) -> None:
         bridge = Bridge(env=bridge_env(tmp_path, sync_url=emulator.url, routes="routes: []\n"), tmp=tmp_path)
         bridge.start()
         assert bridge.proc is not None
-        [worker] = children(bridge.proc.pid)
+        [worker] = child_pids(bridge.proc.pid)
         assert alive(worker)
         bridge.kill()
         wait_until(lambda: not alive(worker), timeout=5)

@@ -225,8 +225,8 @@ class Worker:
             hold_until: float | None = None
             try:
                 for _ in range(MAX_STEPS):
-                    jobs = await self._store.lane_jobs(lane, history=HISTORY)
-                    plan = plan_lane(jobs, now=self._clock())
+                    jobs, history = await self._store.lane_snapshot(lane, history=HISTORY)
+                    plan = plan_lane(jobs, now=self._clock(), history=history)
                     if hold_until is not None and plan.create is not None:
                         # One create per claim: pushes arriving meanwhile wait out the lane's gap and
                         # are coalesced into the newest (cancels and look-ups still go ahead).

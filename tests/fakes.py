@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.core.jobs import WAITING_STATES, DeliveryRecord, InvocationStatus, Job, JobState, NewJob
-from bridge.store.base import JobUpdate, StoreClosed, check_update
+from bridge.core.supersede import Link
+from bridge.store.base import JobUpdate, LaneSnapshot, StoreClosed, check_update
 
 _LIVE_STATES = WAITING_STATES | {JobState.ACTIVE}
 _FINISHED_STATES = frozenset({JobState.DONE, JobState.SUPERSEDED})
@@ -163,6 +164,16 @@ class MemoryStore:
         others = [job for job in mine if not (job.state in _LIVE_STATES or job.cancel_wanted)]
         recent = others[len(others) - history :] if history else []
         return sorted(live + recent, key=lambda job: job.id)
+
+    async def lane_snapshot(self, lane: str, *, history: int) -> LaneSnapshot:
+        jobs = await self.lane_jobs(lane, history=history)
+        live = [job for job in jobs if job.state in _LIVE_STATES or job.cancel_wanted]
+        links = [
+            Link(job.id, job.before, job.after, job.pushed_at)
+            for job in jobs
+            if not (job.state in _LIVE_STATES or job.cancel_wanted)
+        ]
+        return LaneSnapshot(live, links)
 
     async def apply(self, updates: Sequence[JobUpdate], *, now: float, owner: str | None = None) -> bool:
         self._check_open()

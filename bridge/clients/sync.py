@@ -59,6 +59,7 @@ from bridge.clients.sync_models import (
     JobState,
     Source,
 )
+from bridge.clients.transport import default_transport
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
@@ -115,7 +116,11 @@ class SyncClient:
         self._base_url = base_url.rstrip("/")
         self._token = token
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.AsyncClient(timeout=timeout)
+        self._client = (
+            client
+            if client is not None
+            else httpx.AsyncClient(timeout=timeout, transport=default_transport())
+        )
         self._source_body_shape = source_body_shape
 
     def __repr__(self) -> str:

@@ -14,8 +14,39 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
 from bridge.core.jobs import WAITING_STATES, InvocationStatus, Job, JobState
+
+
+class Linked(Protocol):
+    """A push as the chain sees it: a :class:`Job`, or a :class:`Link` of a finished one."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def before(self) -> str: ...
+    @property
+    def after(self) -> str: ...
+    @property
+    def pushed_at(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A finished job of the lane (done, superseded, failed, dead), reduced to what orders pushes.
+
+    The lane's history only decides which push is newest, so the worker reads these four columns of it
+    instead of whole jobs (the lane read was the SQLite writer's largest cost; ``bench/README.md``).
+    """
+
+    id: int
+    before: str
+    after: str
+    pushed_at: int | None
+
+
+P = TypeVar("P", bound=Linked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +61,7 @@ class LanePlan:
     cancel: tuple[int, ...] = ()  # superseded invocations to cancel now
 
 
-def _heads(jobs: Sequence[Job]) -> set[int]:
+def _heads(jobs: Sequence[Linked]) -> set[int]:
     """Ids of the chain heads: the pushes no other push descends from, unless they descend from it too.
 
     See commits as nodes and each push as an edge from its ``after`` to its ``before``: a push descends
@@ -117,17 +148,19 @@ def _components(edges: list[list[int]]) -> list[int]:
     return component
 
 
-def newest(jobs: Sequence[Job]) -> Job:
+def newest(jobs: Sequence[P]) -> P:
     """The newest push among ``jobs`` (non-empty): a chain head, then latest ``pushed_at``, then id."""
     heads = _heads(jobs)
     return max((job for job in jobs if job.id in heads), key=lambda job: (job.pushed_at or 0, job.id))
 
 
-def plan_lane(jobs: Sequence[Job], *, now: float) -> LanePlan:
-    """Decide the next step for a lane from its jobs (waiting, active and recent history)."""
-    if not jobs:
+def plan_lane(jobs: Sequence[Job], *, now: float, history: Sequence[Link] = ()) -> LanePlan:
+    """Decide the next step for a lane from its jobs (waiting, active, ``cancel_wanted``, and any
+    others), and ``history``: recent finished jobs, which take part only in deciding the newest push."""
+    if not jobs and not history:
         return LanePlan()
-    head = newest(jobs)
+    pushes: list[Linked] = [*jobs, *history]
+    head = newest(pushes)
     older_waiting = [j for j in jobs if j.state in WAITING_STATES and j.id != head.id]
     cancel = tuple(j.id for j in jobs if j.cancel_wanted and j.due_at <= now and j.id != head.id)
     plan = LanePlan(
@@ -135,7 +168,7 @@ def plan_lane(jobs: Sequence[Job], *, now: float) -> LanePlan:
         orphans=tuple(j.id for j in older_waiting if j.state is JobState.CREATING),
         cancel=cancel,
     )
-    if head.state not in WAITING_STATES:
+    if not isinstance(head, Job) or head.state not in WAITING_STATES:  # a Link: a finished push
         return plan
     in_flight = any(
         j.state is JobState.ACTIVE and j.collection == head.collection and j.id != head.id for j in jobs

@@ -15,11 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from bridge.core.jobs import DeliveryRecord, InvocationStatus, Job, JobState, NewJob
+from bridge.core.supersede import Link
 
 FieldValue = str | int | float | bool | None
+
+
+class LaneSnapshot(NamedTuple):
+    """What the worker reads of a lane to plan it (``bridge.core.supersede.plan_lane``)."""
+
+    jobs: list[Job]  # live (queued, creating, active) or cancel_wanted, whole; by id
+    history: list[Link]  # the most recent others (finished), only their place in the chain; by id
+
 
 #: Job columns ``apply`` may change; anything else is a programming error.
 UPDATABLE_FIELDS = frozenset(
@@ -126,6 +135,10 @@ class Store(IngressStore, Protocol):
     async def lane_jobs(self, lane: str, *, history: int) -> list[Job]:
         """The lane's waiting jobs (queued, creating), its jobs with ``cancel_wanted``, its active jobs,
         and the ``history`` most recent other jobs; ordered by id."""
+
+    async def lane_snapshot(self, lane: str, *, history: int) -> LaneSnapshot:
+        """The jobs of :meth:`lane_jobs`, split: the live and ``cancel_wanted`` ones whole, and the
+        ``history`` most recent others as :class:`~bridge.core.supersede.Link` (read in one transaction)."""
 
     async def apply(self, updates: Sequence[JobUpdate], *, now: float, owner: str | None = None) -> bool:
         """Apply ``updates`` in one transaction.

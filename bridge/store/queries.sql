@@ -125,6 +125,31 @@ SELECT * FROM (
 ) AS history
 ORDER BY id
 
+-- lane_live --
+-- The worker's read of a lane, part one: its live jobs (queued, creating, active) and those with
+-- cancel_wanted, whole. Disjoint parts, so UNION ALL.
+SELECT * FROM jobs WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
+UNION ALL
+SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted AND state NOT IN ('queued', 'creating', 'active')
+ORDER BY id
+
+-- lane_live@sqlite --
+-- As above, the index named (see lane_jobs@sqlite).
+SELECT * FROM jobs INDEXED BY jobs_lane_state WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
+UNION ALL
+SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted AND state NOT IN ('queued', 'creating', 'active')
+ORDER BY id
+
+-- lane_history --
+-- Part two: the :history newest other jobs, only the columns that order pushes (core.supersede.Link).
+SELECT id, before, after, pushed_at FROM (
+    SELECT id, before, after, pushed_at FROM jobs
+    WHERE lane = :lane AND state NOT IN ('queued', 'creating', 'active') AND NOT cancel_wanted
+    ORDER BY id DESC
+    LIMIT :history
+) AS history
+ORDER BY id
+
 -- update_job --
 -- One static statement for every JobUpdate: :set_<field> says whether <field> changes.
 UPDATE jobs SET

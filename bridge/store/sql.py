@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from bridge.core.jobs import DeliveryRecord, Job, JobState, NewJob
 from bridge.store import transactions as t
-from bridge.store.base import JobUpdate, check_update
+from bridge.store.base import JobUpdate, LaneSnapshot, check_update
 from bridge.store.transactions import Tx
 
 T = TypeVar("T")
@@ -57,6 +57,10 @@ class SqlStore(ABC):
     async def lane_jobs(self, lane: str, *, history: int) -> list[Job]:
         check_count("history", history)
         return await self._transact(lambda tx: t.lane_jobs(tx, lane, history=history))
+
+    async def lane_snapshot(self, lane: str, *, history: int) -> LaneSnapshot:
+        check_count("history", history)
+        return await self._transact(lambda tx: t.lane_snapshot(tx, lane, history=history))
 
     async def apply(self, updates: Sequence[JobUpdate], *, now: float, owner: str | None = None) -> bool:
         frozen = tuple(updates)

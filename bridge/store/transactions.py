@@ -22,7 +22,8 @@ from enum import Enum
 from typing import Any, Protocol
 
 from bridge.core.jobs import WAITING_STATES, DeliveryRecord, InvocationStatus, Job, JobState, NewJob
-from bridge.store.base import UPDATABLE_FIELDS, JobUpdate
+from bridge.core.supersede import Link
+from bridge.store.base import UPDATABLE_FIELDS, JobUpdate, LaneSnapshot
 
 Row = dict[str, Any]
 
@@ -46,16 +47,16 @@ class Tx:
 
     def __init__(self, cursor: DbCursor, queries: Mapping[str, str]) -> None:
         self.cursor = cursor
-        self._queries = queries
+        self.queries = queries
 
     def run(self, name: str, **params: Any) -> int:
         """Run a statement that returns no rows; the number of rows it changed."""
-        self.cursor.execute(self._queries[name], params)
+        self.cursor.execute(self.queries[name], params)
         return self.cursor.rowcount
 
     def rows(self, name: str, **params: Any) -> list[Row]:
         """Run a statement and return its rows as dicts."""
-        self.cursor.execute(self._queries[name], params)
+        self.cursor.execute(self.queries[name], params)
         columns = [column[0] for column in self.cursor.description]
         return [dict(zip(columns, values, strict=True)) for values in self.cursor.fetchall()]
 
@@ -64,7 +65,7 @@ class Tx:
 
         The lane reads are the worker's hottest statements; mapping rows by position instead of
         through a dict per row halved their Python cost (``bench/README.md``)."""
-        self.cursor.execute(self._queries[name], params)
+        self.cursor.execute(self.queries[name], params)
         pick = _job_picker(tuple(column[0] for column in self.cursor.description))
         return [_job(*pick(values)) for values in self.cursor.fetchall()]
 
@@ -227,6 +228,16 @@ def release_all_leases(tx: Tx) -> int:
 
 def lane_jobs(tx: Tx, lane: str, *, history: int) -> list[Job]:
     return tx.jobs("lane_jobs", lane=lane, history=history)
+
+
+def lane_snapshot(tx: Tx, lane: str, *, history: int) -> LaneSnapshot:
+    jobs = tx.jobs("lane_live", lane=lane)
+    tx.cursor.execute(tx.queries["lane_history"], {"lane": lane, "history": history})
+    links = [
+        Link(int(id_), before, after, None if pushed_at is None else int(pushed_at))
+        for id_, before, after, pushed_at in tx.cursor.fetchall()
+    ]
+    return LaneSnapshot(jobs, links)
 
 
 def _update_params(update: JobUpdate, now: float) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.core.jobs import InvocationStatus, Job, JobState
-from bridge.core.supersede import newest, plan_lane, to_cancel
-from tests.factories import active, make_job
+from bridge.core.supersede import Link, newest, plan_lane, to_cancel
+from tests.factories import active, make_job, sha
 
 
 def test_empty_lane_does_nothing() -> None:
@@ -212,3 +212,42 @@ def test_newest_of_a_long_chain_is_its_head(reset: bool, expected: int) -> None:
     if reset:
         jobs.insert(0, make_job(length + 1, before=length, after=length - 1, pushed_at=0))
     assert newest(jobs).id == expected
+
+
+_FINISHED = (JobState.DONE, JobState.SUPERSEDED, JobState.FAILED, JobState.DEAD)
+
+
+@st.composite
+def lanes_with_states(draw: st.DrawFn) -> list[Job]:
+    """Generated lanes whose jobs are in any state, some active, some with cancel_wanted."""
+    jobs = draw(lanes())
+    return [
+        replace(
+            job,
+            state=draw(st.sampled_from(list(JobState))),
+            cancel_wanted=draw(st.booleans()),
+            due_at=draw(st.sampled_from([0.0, 20.0])),
+        )
+        for job in jobs
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(jobs=lanes_with_states())
+def test_plan_from_links_of_finished_jobs_matches_the_plan_from_whole_jobs(jobs: list[Job]) -> None:
+    """The worker reads finished jobs as links only (``Store.lane_snapshot``): the plan is the same."""
+    whole = [job for job in jobs if job.state not in _FINISHED or job.cancel_wanted]
+    links = [
+        Link(j.id, j.before, j.after, j.pushed_at)
+        for j in jobs
+        if j.state in _FINISHED and not j.cancel_wanted
+    ]
+    assert plan_lane(whole, now=10, history=links) == plan_lane(jobs, now=10)
+
+
+def test_a_finished_push_newer_than_every_waiting_one_supersedes_them_as_a_link() -> None:
+    """History alone can make the waiting jobs old: a late delivery under a finished newer push."""
+    late = make_job(2, before=0, after=1)
+    plan = plan_lane([late], now=10, history=[Link(1, sha(1), sha(2), None)])
+    assert plan.create is None
+    assert plan.supersede == (2,)

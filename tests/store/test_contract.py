@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bridge.core.jobs import InvocationStatus, JobState
+from bridge.core.supersede import Link
 from bridge.store.base import FieldValue, JobUpdate, Store, StoreClosed
 from tests.store.builders import SHA_A, SHA_B, SHA_C, delivery, new_job
 from tests.store.conftest import StoreFactory
@@ -287,6 +288,29 @@ async def test_lane_jobs_without_history_returns_live_jobs_only(store: Store) ->
     first, second = await store.lane_jobs("lane-1", history=0)
     await finish(store, first.id)
     assert [job.id for job in await store.lane_jobs("lane-1", history=0)] == [second.id]
+
+
+async def test_lane_snapshot_splits_lane_jobs_into_whole_jobs_and_links(store: Store) -> None:
+    """The worker's read: live and cancel-wanted jobs whole, the newest `history` others as links."""
+    await store.accept(delivery(), [new_job(before=f"{n:040x}", after=f"{n + 1:040x}") for n in range(7)])
+    ids = [job.id for job in await store.lane_jobs("lane-1", history=0)]
+    updates: dict[int, dict[str, FieldValue]] = {
+        ids[0]: {"state": "done"},
+        ids[1]: {"state": "done", "cancel_wanted": True},
+        ids[2]: {"state": "failed"},
+        ids[3]: {"state": "superseded"},
+        ids[4]: {"state": "active"},
+    }
+    await store.apply([JobUpdate(job_id, fields) for job_id, fields in updates.items()], now=101.0)
+    everything = await store.lane_jobs("lane-1", history=2)
+    snapshot = await store.lane_snapshot("lane-1", history=2)
+    assert snapshot.jobs == [job for job in everything if job.id in {ids[1], ids[4], ids[5], ids[6]}]
+    assert snapshot.history == [
+        Link(job.id, job.before, job.after, job.pushed_at) for job in everything if job.id in {ids[2], ids[3]}
+    ]
+    assert (await store.lane_snapshot("lane-1", history=0)).history == []
+    with pytest.raises(ValueError, match="history"):
+        await store.lane_snapshot("lane-1", history=-1)
 
 
 async def test_lane_jobs_rejects_negative_history(store: Store) -> None:

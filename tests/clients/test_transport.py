@@ -311,7 +311,7 @@ async def test_tls_is_verified(anyio_backend: str, tmp_path: Path) -> None:
             assert (await client.get(server.url)).json() == {"ok": True}
             assert (await client.get(server.url)).json() == {"ok": True}
         assert server.connections == 1
-        async with httpx.AsyncClient(transport=LeanTransport()) as client:  # the system's trust store
+        async with httpx.AsyncClient(transport=LeanTransport()) as client:  # certifi, as httpx
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await client.get(server.url)
 

@@ -47,25 +47,30 @@ class Tx:
 
     def __init__(self, cursor: DbCursor, queries: Mapping[str, str]) -> None:
         self.cursor = cursor
-        self.queries = queries
+        self._queries = queries
 
     def run(self, name: str, **params: Any) -> int:
         """Run a statement that returns no rows; the number of rows it changed."""
-        self.cursor.execute(self.queries[name], params)
+        self.cursor.execute(self._queries[name], params)
         return self.cursor.rowcount
 
     def rows(self, name: str, **params: Any) -> list[Row]:
         """Run a statement and return its rows as dicts."""
-        self.cursor.execute(self.queries[name], params)
+        self.cursor.execute(self._queries[name], params)
         columns = [column[0] for column in self.cursor.description]
         return [dict(zip(columns, values, strict=True)) for values in self.cursor.fetchall()]
+
+    def tuples(self, name: str, **params: Any) -> list[Any]:
+        """Run a statement and return its rows as the driver gives them (positional tuples)."""
+        self.cursor.execute(self._queries[name], params)
+        return self.cursor.fetchall()
 
     def jobs(self, name: str, **params: Any) -> list[Job]:
         """Run a statement over ``jobs`` and return its rows as :class:`Job` objects.
 
         The lane reads are the worker's hottest statements; mapping rows by position instead of
         through a dict per row halved their Python cost (``bench/README.md``)."""
-        self.cursor.execute(self.queries[name], params)
+        self.cursor.execute(self._queries[name], params)
         pick = _job_picker(tuple(column[0] for column in self.cursor.description))
         return [_job(*pick(values)) for values in self.cursor.fetchall()]
 
@@ -232,10 +237,9 @@ def lane_jobs(tx: Tx, lane: str, *, history: int) -> list[Job]:
 
 def lane_snapshot(tx: Tx, lane: str, *, history: int) -> LaneSnapshot:
     jobs = tx.jobs("lane_live", lane=lane)
-    tx.cursor.execute(tx.queries["lane_history"], {"lane": lane, "history": history})
     links = [
         Link(int(id_), before, after, None if pushed_at is None else int(pushed_at))
-        for id_, before, after, pushed_at in tx.cursor.fetchall()
+        for id_, before, after, pushed_at in tx.tuples("lane_history", lane=lane, history=history)
     ]
     return LaneSnapshot(jobs, links)
 

@@ -148,11 +148,12 @@ def start(
     folder: Path,
     env: dict[str, str] | None = None,
     cpus: str | None = None,
+    src: Path | None = None,
 ) -> Proc:
     log = folder / f"{name}.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [*taskset(cpus), *argv], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=BRIDGE_SRC
+            [*taskset(cpus), *argv], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=src or BRIDGE_SRC
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -222,11 +223,19 @@ def bridge_env(folder: Path, *, sync_url: str, routes: str, **extra: str) -> dic
     return env
 
 
-def start_bridge(folder: Path, env: dict[str, str], *, cpus: str | None = None, name: str = "bridge") -> Proc:
+def start_bridge(
+    folder: Path,
+    env: dict[str, str],
+    *,
+    cpus: str | None = None,
+    name: str = "bridge",
+    src: Path | None = None,
+) -> Proc:
+    """``bridge serve`` from this tree, or from ``src`` (another copy of the code, for before/after)."""
     port = free_port()
     argv = [PYTHON, "-m", "bridge", "serve", "--port", str(port)]
     # The bridge logs one JSON line per delivery: send them to a file, as a container runtime would.
-    return start(name, argv, health="/readyz", port=port, folder=folder, env=env, cpus=cpus)
+    return start(name, argv, health="/readyz", port=port, folder=folder, env=env, cpus=cpus, src=src)
 
 
 def start_bare(folder: Path, *, cpus: str | None = None) -> Proc:

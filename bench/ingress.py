@@ -186,6 +186,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "ingress-latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--env", action="append", default=[], help="extra BRIDGE_X=Y for the bridge")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="another copy of the code (e.g. a git worktree of an older commit), run as a third server"
+        " 'before' in the same rounds and open-loop runs: a before/after comparison side by side",
+    )
     args = parser.parse_args()
     pins = parse_pin(args.pin)
     server_cpus, load_cpus = pins.get("server"), pins.get("load")
@@ -229,6 +236,17 @@ def main() -> None:
             print(
                 f"{scaled}: Sync calls during start-up: {startup_calls['sync_calls_at_startup']}", flush=True
             )
+        if args.before:
+            before_dir = folder / "before"
+            before_dir.mkdir()
+            servers["before"] = start_bridge(
+                before_dir,
+                bridge_env(before_dir, sync_url=emulator.url, routes=routes, **extra),
+                cpus=server_cpus,
+                name="before",
+                src=args.before.resolve(),
+            )
+            procs.append(servers["before"])
         servers["bare"] = start_bare(folder, cpus=server_cpus)
         procs.append(servers["bare"])
         bodies_file = folder / "bodies.bin"
@@ -237,7 +255,12 @@ def main() -> None:
         avg = sum(map(len, bodies)) / len(bodies)
         print(f"{len(bodies)} bodies, {avg:.0f} bytes on average; {args.repos} lanes", flush=True)
         stamp = int(time.time())
-        names = ["bare", "bridge", *([scaled] if args.routes_scale else [])]
+        names = [
+            "bare",
+            "bridge",
+            *(["before"] if args.before else []),
+            *([scaled] if args.routes_scale else []),
+        ]
 
         def wrk(name: str, seconds: float, tag: str) -> WrkResult:
             wait_idle(procs)
@@ -278,11 +301,12 @@ def main() -> None:
             for name in order:
                 results[name].append(wrk(name, args.seconds, f"r{run}{name[:6]}"))
 
-        open_results: dict[str, list[OpenLoopResult]] = {"bare": [], "bridge": []}
+        open_names = ["bare", "bridge", *(["before"] if args.before else [])]
+        open_results: dict[str, list[OpenLoopResult]] = {name: [] for name in open_names}
         if args.rate > 0:
             print(f"open loop at {args.rate:.0f}/s", flush=True)
             for run in range(args.rate_runs):
-                for name in ["bare", "bridge"] if run % 2 == 0 else ["bridge", "bare"]:
+                for name in open_names if run % 2 == 0 else open_names[::-1]:
                     wait_idle(procs)
                     result = _open_loop(
                         servers[name].url, bodies_file, args, load_cpus, f"o{run}{name}{stamp}"
@@ -340,6 +364,12 @@ def main() -> None:
             f"{summary['rps'] / base if base else float('nan'):>8.2f}"
         )
     print(f"ratio bridge/bare (of medians): {ratio:.2f}; per round: {', '.join(f'{r:.2f}' for r in ratios)}")
+    if args.before:
+        earlier = [b.rps / a.rps for a, b in zip(results["bare"], results["before"], strict=True)]
+        print(
+            f"ratio before/bare (of medians): {summaries['before']['rps'] / base:.2f};"
+            f" per round: {', '.join(f'{r:.2f}' for r in earlier)}"
+        )
     if args.routes_scale:
         drop = 1 - summaries[scaled]["rps"] / summaries["bridge"]["rps"]
         print(f"{scaled} vs bridge: throughput {-drop:+.1%}; {startup_calls}")

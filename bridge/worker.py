@@ -15,8 +15,9 @@ The create protocol (exactly once in effect, across crashes, retries and replica
    commit, so it names the intended invocation.
 2. Before calling create, the job moves to ``creating`` in a committed, lane-fenced transaction.
 3. Create. On success the invocation id is recorded (``active``) in the same transaction that
-   marks the lane's older pending invocations ``cancel_wanted``; the lane is then worked again to
-   cancel them (202 cancelled, 412 already started: keep following it).
+   marks the lane's older pending invocations ``cancel_wanted``; they are then cancelled in the same
+   step (202 cancelled, 412 already started: keep following it). A cancel that fails stays
+   ``cancel_wanted`` and due, so the next claim of the lane tries again.
 4. If the outcome is unknown (timeout, dropped connection, 5xx, or a crash anywhere after step 2),
    the job stays ``creating``. Whoever next works the lane (this process later, a restarted one,
    or another replica once the lease expired) first lists the source's invocations for that
@@ -280,7 +281,15 @@ class Worker:
             await self._cancel(by_id[job_id])
         if plan.create is not None:
             await self._renew(lane)
-            return True, await self._create(by_id[plan.create], jobs)
+            cancels = await self._create(by_id[plan.create], jobs)
+            if cancels is None:
+                return True, False
+            # The invocations the new one supersedes are marked cancel_wanted (durably, due now): cancel
+            # them in this step rather than reading the lane again for a plan that would say just that
+            # (the lane is held after a create, so nothing else in it is due before the next claim).
+            for job_id in cancels:
+                await self._cancel(by_id[job_id])
+            return bool(plan.orphans), True
         return bool(plan.orphans), False
 
     async def _apply(self, updates: list[JobUpdate], *, now: float) -> None:
@@ -305,8 +314,9 @@ class Worker:
         await self._apply([JobUpdate(job.id, {"source_id": source_id})], now=self._clock())
         return source_id
 
-    async def _create(self, job: Job, lane_jobs: Sequence[Job]) -> bool:
-        """Create (or adopt) the job's invocation; whether the lane now has a new invocation."""
+    async def _create(self, job: Job, lane_jobs: Sequence[Job]) -> list[int] | None:
+        """Create (or adopt) the job's invocation. ``None`` when the lane has no new invocation, else the
+        ids of the lane's older pending invocations it superseded (marked ``cancel_wanted``)."""
         ctx = structlog.contextvars.bound_contextvars(
             job_id=job.id, delivery_id=job.delivery_id, repository=job.repository, branch=job.branch,
             sha=job.after, collection=job.collection,
@@ -344,8 +354,7 @@ class Worker:
                         )
                         self._count("create_invocation", None)
                         log.info("invocation.created", invocation_id=invocation_id)
-                    await self._record_created(job, invocation_id, lane_jobs)
-                    return True
+                    return await self._record_created(job, invocation_id, lane_jobs)
             except SyncConflict:
                 self._count("create_invocation", "conflict")
                 log.info("job.already_indexed")
@@ -353,9 +362,9 @@ class Worker:
             except SyncError as exc:
                 self._count("create_invocation", exc.reason)
                 await self._failed_call(job, exc)
-            return False
+            return None
 
-    async def _record_created(self, job: Job, invocation_id: str, lane_jobs: Sequence[Job]) -> None:
+    async def _record_created(self, job: Job, invocation_id: str, lane_jobs: Sequence[Job]) -> list[int]:
         now = self._clock()
         updates = [
             JobUpdate(
@@ -369,12 +378,11 @@ class Worker:
                 },
             )
         ]
-        updates += [
-            JobUpdate(other, {"cancel_wanted": True, "due_at": now})
-            for other in to_cancel(lane_jobs, created=job.id)
-        ]
+        cancels = to_cancel(lane_jobs, created=job.id)
+        updates += [JobUpdate(other, {"cancel_wanted": True, "due_at": now}) for other in cancels]
         await self._apply(updates, now=now)
         self._metrics.push_to_invocation.observe(max(0.0, now - job.received_at))
+        return cancels
 
     async def _failed_call(self, job: Job, exc: SyncError) -> None:
         now = self._clock()

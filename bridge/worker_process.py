@@ -50,6 +50,7 @@ from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.ipc import Channel, ChannelClosed, Handler, encode, read, serve
 from bridge.metrics import Metrics
 from bridge.settings import Settings
+from bridge.store.base import Accepted
 
 log = structlog.get_logger("bridge.worker_process")
 
@@ -213,11 +214,12 @@ class RemoteStore:
     async def ping(self) -> None:
         await self._process.call("ping")
 
-    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> bool:
+    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> Accepted | None:
         # Plain tuples: a frozen dataclass pickles and unpickles several times slower (profiled).
-        return bool(
-            await self._process.call("accept", _delivery_values(delivery), [_job_values(j) for j in jobs])
+        replaced = await self._process.call(
+            "accept", _delivery_values(delivery), [_job_values(j) for j in jobs]
         )
+        return None if replaced is None else Accepted(replaced)
 
     async def counts(self) -> Mapping[str, int]:
         counts: Mapping[str, int] = await self._process.call("counts")
@@ -272,8 +274,9 @@ async def _run(fd: int) -> int:
             stopped.set()
             await worker.stop(grace=grace)
 
-    async def accept(delivery: tuple[Any, ...], jobs: list[tuple[Any, ...]]) -> bool:
-        return await store.accept(DeliveryRecord(*delivery), [NewJob(*job) for job in jobs])
+    async def accept(delivery: tuple[Any, ...], jobs: list[tuple[Any, ...]]) -> tuple[int, ...] | None:
+        accepted = await store.accept(DeliveryRecord(*delivery), [NewJob(*job) for job in jobs])
+        return None if accepted is None else accepted.superseded
 
     async def ready() -> int:
         return os.getpid()

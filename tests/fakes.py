@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.core.jobs import WAITING_STATES, DeliveryRecord, InvocationStatus, Job, JobState, NewJob
-from bridge.core.supersede import Link
-from bridge.store.base import JobUpdate, LaneSnapshot, StoreClosed, check_update
+from bridge.core.supersede import Link, superseded_on_arrival
+from bridge.store.base import Accepted, JobUpdate, LaneSnapshot, StoreClosed, check_update
 
 _LIVE_STATES = WAITING_STATES | {JobState.ACTIVE}
 _FINISHED_STATES = frozenset({JobState.DONE, JobState.SUPERSEDED})
@@ -82,11 +82,12 @@ class MemoryStore:
         if self.ping_error is not None:
             raise self.ping_error
 
-    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> bool:
+    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> Accepted | None:
         self._check_open()
         key = (delivery.hook_id, delivery.delivery_id)
         if key in self.deliveries:
-            return False
+            return None
+        replaced: list[int] = []
         self.deliveries[key] = delivery
         received_at = float(delivery.received_at)
         for new in jobs:
@@ -119,7 +120,17 @@ class MemoryStore:
                 updated_at=received_at,
             )
             self._lower(new.lane, float(new.due_at))
-        return True
+            if self.lanes[new.lane].owner is None:
+                lane = [job for job in self.jobs.values() if job.lane == new.lane]
+                for job_id in superseded_on_arrival(self.jobs[self._last_id], lane):
+                    replaced.append(job_id)
+                    self.jobs[job_id] = dataclasses.replace(
+                        self.jobs[job_id],
+                        state=JobState.SUPERSEDED,
+                        error="superseded by a newer push",
+                        updated_at=received_at,
+                    )
+        return Accepted(tuple(sorted(replaced)))
 
     async def claim_lane(self, *, owner: str, now: float, lease: float) -> str | None:
         self._check_open()

@@ -108,14 +108,28 @@ async def test_created_invocation_is_logged_with_its_context(harness: Harness) -
 
 
 async def test_waiting_pushes_coalesce_into_the_newest(harness: Harness) -> None:
-    """Three waiting pushes to one branch make one create call, for the newest commit."""
+    """Three chained pushes to one branch make one create call, for the newest commit: each push
+    replaced the one before it as it was stored, so the worker sees only the newest."""
     for n in (1, 2, 3):
         await harness.push(after=n, before=n - 1)
     with capture_logs() as logs:
         await harness.worker.run_once()
     assert [i["sha"] for i in harness.invocations()] == [sha(3)]
+    assert not [e for e in logs if e["event"] == "jobs.superseded"]  # nothing left for the worker
+    jobs = await harness.jobs()
+    assert {jobs[sha(1)].state, jobs[sha(2)].state} == {JobState.SUPERSEDED}
+    assert harness.state.counters["create_invocation"] == 1
+
+
+async def test_pushes_delivered_out_of_order_coalesce_in_the_worker(harness: Harness) -> None:
+    """Deliveries arriving newest first follow nothing stored, so the worker's plan supersedes them."""
+    for n in (3, 2, 1):
+        await harness.push(after=n, before=n - 1)
+    with capture_logs() as logs:
+        await harness.worker.run_once()
+    assert [i["sha"] for i in harness.invocations()] == [sha(3)]
     [line] = [e for e in logs if e["event"] == "jobs.superseded"]
-    assert (line["count"], line["shas"]) == (2, [sha(1), sha(2)])
+    assert (line["count"], line["shas"]) == (2, [sha(2), sha(1)])
     jobs = await harness.jobs()
     assert {jobs[sha(1)].state, jobs[sha(2)].state} == {JobState.SUPERSEDED}
     assert harness.state.counters["create_invocation"] == 1
@@ -132,6 +146,30 @@ async def test_newer_push_cancels_the_older_pending_invocation(harness: Harness)
     assert states == {sha(1): "cancelled", sha(2): "pending"}
     jobs = await harness.jobs()
     assert jobs[sha(1)].invocation_status is InvocationStatus.CANCELLED
+
+
+async def test_a_create_and_the_cancels_it_causes_take_one_read_of_the_lane(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The superseded pending invocation is cancelled in the step that created the new one: the lane
+    is read once per claim, not once more to find the cancel its own create just asked for."""
+    await harness.push(after=1, before=0)
+    await harness.worker.run_once()
+    harness.clock.advance(LANE_GAP)
+    await harness.push(after=2, before=1)
+    reads = 0
+    snapshot = harness.store.lane_snapshot
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await snapshot(*args, **kwargs)
+
+    monkeypatch.setattr(harness.store, "lane_snapshot", counted)
+    await harness.worker.run_once()
+    assert reads == 1
+    assert {i["sha"]: i["status"] for i in harness.invocations()} == {sha(1): "cancelled", sha(2): "pending"}
+    assert (await harness.jobs())[sha(1)].cancel_wanted is False
 
 
 async def test_cancel_too_late_is_expected_and_followed(harness: Harness) -> None:

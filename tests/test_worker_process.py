@@ -17,6 +17,7 @@ from bridge.emulator.testing import RunningEmulator
 from bridge.ipc import ChannelClosed
 from bridge.metrics import Metrics
 from bridge.settings import Settings
+from bridge.store.base import Accepted
 from bridge.worker_process import RemoteStore, WorkerProcess, WorkerStartError
 from tests.conftest import EMULATOR_TOKEN
 from tests.factories import new_job, sha
@@ -67,8 +68,8 @@ async def test_accepts_through_the_worker_process_become_invocations(
     source = emulator.state.add_source(database_name="code", repository="acme/api")
     store = RemoteStore(worker)
     job = new_job(after=1, source_id=source, source_key=f"id:{source}", due_at=0.0)
-    assert await store.accept(delivery(1), [job]) is True
-    assert await store.accept(delivery(1), [job]) is False  # a redelivery, recognised by the store
+    assert await store.accept(delivery(1), [job]) == Accepted()
+    assert await store.accept(delivery(1), [job]) is None  # a redelivery, recognised by the store
     await wait_for(lambda: [i.sha for i in emulator.state.invocations.values()] == [sha(1)])
     await store.ping()
     counts = await store.counts()
@@ -78,13 +79,21 @@ async def test_accepts_through_the_worker_process_become_invocations(
     assert "bridge_deliveries" not in text  # the ingress's families are rendered by the ingress
 
 
+async def test_jobs_replaced_on_arrival_come_back_through_the_worker_process(worker: WorkerProcess) -> None:
+    """The ids of the queued jobs a push replaced travel back to the ingress with the accept."""
+    store = RemoteStore(worker)
+    assert await store.accept(delivery(30), [new_job(before=29, after=30, due_at=1e12)]) == Accepted()
+    replaced = await store.accept(delivery(31), [new_job(before=30, after=31, due_at=1e12)])
+    assert replaced == Accepted((1,))  # the first job of a new database
+
+
 async def test_a_killed_worker_process_is_restarted_and_nothing_is_lost(
     worker: WorkerProcess, emulator: RunningEmulator
 ) -> None:
     """SIGKILL of the worker process: calls fail meanwhile (never a false 'accepted'), it comes back,
     and what was accepted before is still stored."""
     store = RemoteStore(worker)
-    assert await store.accept(delivery(10), [new_job(after=10, due_at=1e12)]) is True
+    assert await store.accept(delivery(10), [new_job(after=10, due_at=1e12)]) == Accepted()
     first = worker.pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
@@ -93,8 +102,8 @@ async def test_a_killed_worker_process_is_restarted_and_nothing_is_lost(
         await store.accept(delivery(11), [new_job(after=11, due_at=1e12)])
     await wait_for(lambda: worker.running and worker.pid != first, within=30)
     assert worker.restarts == 1
-    assert await store.accept(delivery(10), [new_job(after=10, due_at=1e12)]) is False  # still stored
-    assert await store.accept(delivery(11), [new_job(after=11, due_at=1e12)]) is True
+    assert await store.accept(delivery(10), [new_job(after=10, due_at=1e12)]) is None  # still stored
+    assert await store.accept(delivery(11), [new_job(after=11, due_at=1e12)]) == Accepted()
     assert sum((await store.counts()).values()) == 2
 
 
@@ -136,7 +145,7 @@ async def test_a_wake_reaches_the_worker_process_at_once(tmp_path: Path, emulato
             0.5
         )  # the worker's first sweep has found nothing; it now waits for a wake or a minute
         job = new_job(after=20, source_id=source, source_key=f"id:{source}", due_at=0.0)
-        assert await RemoteStore(process).accept(delivery(20), [job]) is True
+        assert await RemoteStore(process).accept(delivery(20), [job]) == Accepted()
         process.wake()
         await wait_for(lambda: [i.sha for i in emulator.state.invocations.values()] == [sha(20)], within=10)
     finally:

@@ -8,11 +8,15 @@ cycle from a branch reset back and forth), ``repository.pushed_at`` and then arr
 
 The plan never cancels or supersedes the newest push, so a late delivery of an old push changes
 nothing but its own job.
+
+Most replacing happens earlier, as a push is stored (:func:`superseded_on_arrival`): a new push whose
+``before`` is a queued push's ``after`` replaces that push at once, when no worker holds the lane. The
+plan would supersede it anyway (the rule's docstring says why), so the worker only sees the newest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
@@ -178,6 +182,33 @@ def plan_lane(jobs: Sequence[Job], *, now: float, history: Sequence[Link] = ()) 
     if head.due_at > now:
         return replace(plan, wait_until=head.due_at)
     return replace(plan, create=head.id)
+
+
+def superseded_on_arrival(new: Linked, lane: Iterable[Job]) -> list[int]:
+    """Ids of the queued jobs of ``lane`` that ``new``, a push just stored in that lane, replaces at once.
+
+    The stores apply this rule inside ``accept`` (as SQL: ``supersede_on_arrival`` in ``queries.sql``)
+    when no worker holds the lane's lease, so a busy lane keeps one waiting job instead of one per
+    push, and the worker reads and supersedes less (``bench/README.md``, fifth round). A queued job Q
+    is replaced when ``new`` directly follows it (``new.before == Q.after``), is stored after it
+    (``Q.id < new.id``) and was not pushed earlier (``pushed_at``, missing as 0).
+
+    Why :func:`plan_lane` would supersede Q anyway, whatever else the lane holds or later receives:
+    ``new``'s edge enters Q's ``after``, so Q is a chain head only if both lie in one strongly connected
+    component that nothing enters (a cycle), and then ``new`` is a head too and wins on (pushed_at, id).
+    More pushes only add edges, which cannot make Q a head again. ``creating`` jobs are left alone:
+    their create call may have happened, and only the worker may look that up. The property test in
+    ``tests/core/test_supersede.py`` checks this against :func:`plan_lane` on generated lanes.
+    """
+    pushed_at = new.pushed_at or 0
+    return [
+        job.id
+        for job in lane
+        if job.state is JobState.QUEUED
+        and job.after == new.before
+        and job.id < new.id
+        and (job.pushed_at or 0) <= pushed_at
+    ]
 
 
 def to_cancel(jobs: Sequence[Job], *, created: int) -> list[int]:

@@ -99,12 +99,15 @@ async def handle_delivery(service: Service, headers: Mapping[str, str], body: by
         after=push.after,
         received_at=now,
     )
-    if not await service.store.accept(record, decided.jobs):
+    accepted = await service.store.accept(record, decided.jobs)
+    if accepted is None:
         log.info("delivery.duplicate", **fields)
         return _answer(service, "duplicate", "redelivery", 202, delivery_id=parsed.delivery_id)
     service.wake()
     service.metrics.ingress_seconds.observe(time.perf_counter() - started)
-    log.info("delivery.accepted", jobs=len(decided.jobs), **fields)
+    if accepted.superseded:
+        service.metrics.superseded_on_arrival.inc(len(accepted.superseded))
+    log.info("delivery.accepted", jobs=len(decided.jobs), superseded=accepted.superseded, **fields)
     return _answer(
         service,
         "accepted",

@@ -23,6 +23,17 @@ from bridge.core.supersede import Link
 FieldValue = str | int | float | bool | None
 
 
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A delivery ``accept`` stored (always true; a redelivery gives ``None`` instead).
+
+    ``superseded``: ids of the queued jobs its pushes replaced as they were stored
+    (``bridge.core.supersede.superseded_on_arrival``).
+    """
+
+    superseded: tuple[int, ...] = ()
+
+
 class LaneSnapshot(NamedTuple):
     """What the worker reads of a lane to plan it (``bridge.core.supersede.plan_lane``)."""
 
@@ -105,10 +116,12 @@ class IngressStore(Protocol):
     async def ping(self) -> None:
         """Raise if the database does not answer."""
 
-    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> bool:
+    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> Accepted | None:
         """Commit the delivery and its jobs in one transaction.
 
-        Returns ``False`` (and stores nothing) when (hook_id, delivery_id) is already stored.
+        Returns ``None`` (and stores nothing) when (hook_id, delivery_id) is already stored. In the same
+        transaction, each new job replaces the queued jobs of its lane it directly follows, unless a
+        worker holds the lane (``core.supersede.superseded_on_arrival``); the result names them.
         When this returns, the delivery is durable.
         """
 

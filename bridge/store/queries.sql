@@ -24,6 +24,34 @@ INSERT INTO jobs (
     :delivery_id, :lane, :route, :source_key, :source_id, :source_spec, :repository, :repository_id, :branch,
     :before, :after, :pushed_at, :collection, 'queued', 0, :received_at, :due_at, FALSE, :received_at
 )
+RETURNING id
+
+-- supersede_on_arrival --
+-- The jobs stored with ids :first to :last (of :delivery_id, unless NULL) replace the queued jobs they
+-- directly follow (core.supersede.superseded_on_arrival, the same rule), in lanes no worker holds: a
+-- worker's plan of a lane it holds must not change under it. A replaced job's updated_at is the arrival
+-- of the first new job that replaces it, as if they had been stored one by one. Returns what it
+-- replaced, so the caller can say which new push replaced which job.
+UPDATE jobs SET state = 'superseded', error = 'superseded by a newer push', updated_at = (
+    SELECT new.received_at FROM jobs AS new
+    WHERE new.id BETWEEN :first AND :last
+        AND (CAST(:delivery_id AS TEXT) IS NULL OR new.delivery_id = :delivery_id)
+        AND new.lane = jobs.lane AND new.before = jobs.after AND new.id > jobs.id
+        AND COALESCE(jobs.pushed_at, 0) <= COALESCE(new.pushed_at, 0)
+    ORDER BY new.id
+    LIMIT 1
+)
+WHERE id IN (
+    SELECT queued.id FROM jobs AS new
+    JOIN jobs AS queued ON queued.lane = new.lane AND queued.state = 'queued'
+        AND queued.state IN ('queued', 'creating', 'active')
+        AND queued.after = new.before AND queued.id < new.id
+        AND COALESCE(queued.pushed_at, 0) <= COALESCE(new.pushed_at, 0)
+    WHERE new.id BETWEEN :first AND :last
+        AND (CAST(:delivery_id AS TEXT) IS NULL OR new.delivery_id = :delivery_id)
+        AND NOT EXISTS (SELECT 1 FROM lanes WHERE lanes.lane = new.lane AND lanes.owner IS NOT NULL)
+)
+RETURNING id, lane, after, pushed_at
 
 -- lower_lane --
 -- Create the lane or bring its next due time forward to :due_at (a NULL next_due means "never").
@@ -67,6 +95,7 @@ WHERE lane = :lane AND owner = :owner AND lease_until >= :now
 UPDATE lanes SET owner = NULL, lease_until = NULL, hold_until = :hold_until, next_due = (
     SELECT MIN(due.due_at) FROM (
         SELECT jobs.due_at FROM jobs WHERE jobs.lane = lanes.lane AND jobs.state IN ('queued', 'creating')
+            AND jobs.state IN ('queued', 'creating', 'active')
         UNION ALL
         SELECT jobs.due_at FROM jobs WHERE jobs.lane = lanes.lane AND jobs.cancel_wanted
     ) AS due
@@ -78,6 +107,7 @@ WHERE lane = :lane AND owner = :owner
 UPDATE lanes SET owner = NULL, lease_until = NULL, next_due = (
     SELECT MIN(due.due_at) FROM (
         SELECT jobs.due_at FROM jobs WHERE jobs.lane = lanes.lane AND jobs.state IN ('queued', 'creating')
+            AND jobs.state IN ('queued', 'creating', 'active')
         UNION ALL
         SELECT jobs.due_at FROM jobs WHERE jobs.lane = lanes.lane AND jobs.cancel_wanted
     ) AS due
@@ -113,7 +143,7 @@ ORDER BY id
 -- As below. SQLite's planner, merging the parts in id order, read the live states through (lane, id),
 -- a scan of the lane's whole history (thousands of superseded jobs in a busy lane; profiled): the
 -- index is named.
-SELECT * FROM jobs INDEXED BY jobs_lane_state WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
+SELECT * FROM jobs INDEXED BY jobs_lane_live WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
 UNION ALL
 SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted AND state NOT IN ('queued', 'creating', 'active')
 UNION ALL
@@ -135,7 +165,7 @@ ORDER BY id
 
 -- lane_live@sqlite --
 -- As above, the index named (see lane_jobs@sqlite).
-SELECT * FROM jobs INDEXED BY jobs_lane_state WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
+SELECT * FROM jobs INDEXED BY jobs_lane_live WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
 UNION ALL
 SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted AND state NOT IN ('queued', 'creating', 'active')
 ORDER BY id

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from bridge.core.jobs import DeliveryRecord, Job, JobState, NewJob
 from bridge.store import transactions as t
-from bridge.store.base import JobUpdate, LaneSnapshot, check_update
+from bridge.store.base import Accepted, JobUpdate, LaneSnapshot, check_update
 from bridge.store.transactions import Tx
 
 T = TypeVar("T")
@@ -41,7 +41,7 @@ class SqlStore(ABC):
     async def ping(self) -> None:
         await self._transact(t.ping)
 
-    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> bool:
+    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> Accepted | None:
         frozen = tuple(jobs)
         return await self._transact(lambda tx: t.accept(tx, delivery, frozen))
 

@@ -50,7 +50,7 @@ from typing import Any, Final, TypeVar, cast
 from bridge.core.errors import ConfigError
 from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.store import transactions as t
-from bridge.store.base import JobUpdate, StoreClosed, check_update
+from bridge.store.base import Accepted, JobUpdate, StoreClosed, check_update
 from bridge.store.migrate import apply_migrations, split_sqlite_script
 from bridge.store.queries import load_queries
 from bridge.store.sql import SqlStore
@@ -108,6 +108,20 @@ def _sizes(count: int) -> list[int]:
         sizes.append(size)
         count -= size
     return sizes
+
+
+def _replacer(jobs: Sequence[tuple[Any, ...]], first: int, replaced: t.Replaced) -> int:
+    """Which of the new ``jobs`` (rows of the bulk insert, ids from ``first`` on) replaced ``replaced``:
+    the first that the rule names, as if the accepts had run one by one."""
+    for offset, row in enumerate(jobs):
+        if (
+            first + offset > replaced.id
+            and row[1] == replaced.lane
+            and row[9] == replaced.after
+            and (replaced.pushed_at or 0) <= (row[11] or 0)
+        ):
+            return offset
+    raise AssertionError(f"no new job replaced job {replaced.id}")  # pragma: no cover - the SQL's rule
 
 
 def _rows_sql(head: str, row: str, count: int, tail: str = "") -> str:
@@ -216,7 +230,7 @@ class SqliteStore(SqlStore):
 
     # --- the writer thread --------------------------------------------------------------------
 
-    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> bool:
+    async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> Accepted | None:
         frozen = tuple(jobs)
         return await self._transact(lambda tx: t.accept(tx, delivery, frozen), accept=(delivery, frozen))
 
@@ -396,7 +410,7 @@ class SqliteStore(SqlStore):
 
     def _bulk_accept(
         self, connection: sqlite3.Connection, cursor: sqlite3.Cursor, group: Sequence[_Request]
-    ) -> list[bool] | Exception:
+    ) -> list[Accepted | None] | Exception:
         """Run consecutive accept requests together in one savepoint; the error if that failed (the
         savepoint is then rolled back, or SQLite lost the whole transaction)."""
         try:
@@ -438,8 +452,8 @@ class SqliteStore(SqlStore):
             self._sql[(kind, count)] = sql
         return sql
 
-    def _insert_accepts(self, cursor: sqlite3.Cursor, accepts: Sequence[Accept]) -> list[bool]:
-        """What ``transactions.accept`` does for each of ``accepts`` in turn, in four statements."""
+    def _insert_accepts(self, cursor: sqlite3.Cursor, accepts: Sequence[Accept]) -> list[Accepted | None]:
+        """What ``transactions.accept`` does for each of ``accepts`` in turn, in five statements."""
         wanted: dict[str, list[str]] = {}
         for delivery, _ in accepts:
             wanted.setdefault(delivery.hook_id, []).append(delivery.delivery_id)
@@ -452,24 +466,28 @@ class SqliteStore(SqlStore):
                 start += size
                 cursor.execute(self._statement("existing", size), [hook_id, *chunk])
                 seen.update((hook_id, row[0]) for row in cursor.fetchall())
-        results: list[bool] = []
-        fresh: list[Accept] = []
-        for accept in accepts:
+        fresh: list[int] = []  # indexes into accepts of the deliveries to store
+        for index, accept in enumerate(accepts):
             key = (accept[0].hook_id, accept[0].delivery_id)
-            results.append(key not in seen)  # a redelivery, or a second copy within this batch
-            if key not in seen:
+            if key not in seen:  # else a redelivery, or a second copy within this batch
                 seen.add(key)
-                fresh.append(accept)
+                fresh.append(index)
+        results: list[Accepted | None] = [None] * len(accepts)
         if not fresh:
             return results
-        deliveries = [
-            (d.hook_id, d.delivery_id, d.event, d.repository, d.ref, d.after, float(d.received_at))
-            for d, _ in fresh
-        ]
+        deliveries = []
         earliest: dict[str, float] = {}
         jobs = []
-        for delivery, new_jobs in fresh:
+        owners: list[int] = []  # for each row of jobs, its index into accepts
+        for index in fresh:
+            delivery, new_jobs = accepts[index]
             received_at = float(delivery.received_at)
+            deliveries.append(
+                (
+                    delivery.hook_id, delivery.delivery_id, delivery.event, delivery.repository,
+                    delivery.ref, delivery.after, received_at,
+                )
+            )  # fmt: skip
             for job in new_jobs:
                 due_at = float(job.due_at)
                 if due_at < earliest.get(job.lane, math.inf):
@@ -481,6 +499,7 @@ class SqliteStore(SqlStore):
                         job.after, job.pushed_at, job.collection, received_at, due_at, received_at,
                     )
                 )  # fmt: skip
+                owners.append(index)
         lanes = sorted(earliest.items())
         for kind, rows in (("deliveries", deliveries), ("lanes", lanes), ("jobs", jobs)):
             start = 0
@@ -488,6 +507,18 @@ class SqliteStore(SqlStore):
                 params = [value for row in rows[start : start + size] for value in row]
                 start += size
                 cursor.execute(self._statement(kind, size), params)
+        replaced: dict[int, list[int]] = {index: [] for index in fresh}
+        if jobs:
+            # This thread is the database's only writer, and AUTOINCREMENT gives each row of an INSERT
+            # the next id: the new jobs are ids first..last, in the order of ``jobs``.
+            last = cast(int, cursor.lastrowid)
+            first = last - len(jobs) + 1
+            for gone in t.supersede_on_arrival(
+                Tx(cursor, self._queries), first=first, last=last, delivery_id=None
+            ):
+                replaced[owners[_replacer(jobs, first, gone)]].append(gone.id)
+        for index in fresh:
+            results[index] = Accepted(tuple(sorted(replaced[index])))
         return results
 
     @staticmethod

@@ -19,11 +19,11 @@ import math
 import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from bridge.core.jobs import WAITING_STATES, DeliveryRecord, InvocationStatus, Job, JobState, NewJob
 from bridge.core.supersede import Link
-from bridge.store.base import UPDATABLE_FIELDS, JobUpdate, LaneSnapshot
+from bridge.store.base import UPDATABLE_FIELDS, Accepted, JobUpdate, LaneSnapshot
 
 Row = dict[str, Any]
 
@@ -171,7 +171,7 @@ def ping(tx: Tx) -> None:
     tx.rows("ping")
 
 
-def accept(tx: Tx, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> bool:
+def accept(tx: Tx, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> Accepted | None:
     received_at = float(delivery.received_at)
     inserted = tx.run(
         "insert_delivery",
@@ -184,32 +184,59 @@ def accept(tx: Tx, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> bool:
         received_at=received_at,
     )
     if inserted == 0:
-        return False
+        return None
     earliest: dict[str, float] = {}
     for job in jobs:
         earliest[job.lane] = min(earliest.get(job.lane, math.inf), float(job.due_at))
     for lane in sorted(earliest):
         tx.run("lower_lane", lane=lane, due_at=earliest[lane])
-    for job in jobs:
-        tx.run(
-            "insert_job",
-            delivery_id=delivery.delivery_id,
-            lane=job.lane,
-            route=job.route,
-            source_key=job.source_key,
-            source_id=job.source_id,
-            source_spec=job.source_spec,
-            repository=job.repository,
-            repository_id=job.repository_id,
-            branch=job.branch,
-            before=job.before,
-            after=job.after,
-            pushed_at=job.pushed_at,
-            collection=job.collection,
-            received_at=received_at,
-            due_at=float(job.due_at),
+    ids = [
+        int(
+            tx.tuples(
+                "insert_job",
+                delivery_id=delivery.delivery_id,
+                lane=job.lane,
+                route=job.route,
+                source_key=job.source_key,
+                source_id=job.source_id,
+                source_spec=job.source_spec,
+                repository=job.repository,
+                repository_id=job.repository_id,
+                branch=job.branch,
+                before=job.before,
+                after=job.after,
+                pushed_at=job.pushed_at,
+                collection=job.collection,
+                received_at=received_at,
+                due_at=float(job.due_at),
+            )[0][0]
         )
-    return True
+        for job in jobs
+    ]
+    if not ids:
+        return Accepted()
+    replaced = supersede_on_arrival(tx, first=min(ids), last=max(ids), delivery_id=delivery.delivery_id)
+    return Accepted(tuple(sorted(job.id for job in replaced)))
+
+
+class Replaced(NamedTuple):
+    """A queued job that a push replaced on arrival (``supersede_on_arrival``)."""
+
+    id: int
+    lane: str
+    after: str
+    pushed_at: int | None
+
+
+def supersede_on_arrival(tx: Tx, *, first: int, last: int, delivery_id: str | None) -> list[Replaced]:
+    """Run the arrival rule for the jobs stored with ids ``first`` to ``last`` (of ``delivery_id``, if
+    given); the queued jobs it replaced."""
+    return [
+        Replaced(int(job_id), str(lane), str(after), None if pushed_at is None else int(pushed_at))
+        for job_id, lane, after, pushed_at in tx.tuples(
+            "supersede_on_arrival", first=first, last=last, delivery_id=delivery_id
+        )
+    ]
 
 
 def claim_lane(tx: Tx, *, owner: str, now: float, lease: float) -> str | None:

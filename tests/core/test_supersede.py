@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.core.jobs import InvocationStatus, Job, JobState
-from bridge.core.supersede import Link, newest, plan_lane, to_cancel
+from bridge.core.supersede import Link, newest, plan_lane, superseded_on_arrival, to_cancel
 from tests.factories import active, make_job, sha
 
 
@@ -251,3 +251,66 @@ def test_a_finished_push_newer_than_every_waiting_one_supersedes_them_as_a_link(
     plan = plan_lane([late], now=10, history=[Link(1, sha(1), sha(2), None)])
     assert plan.create is None
     assert plan.supersede == (2,)
+
+
+@st.composite
+def arrivals(draw: st.DrawFn) -> tuple[list[Job], list[Job]]:
+    """A lane in any state, and pushes arriving after it (queued, later ids, some debounced)."""
+    lane = draw(lanes_with_states())
+    commit = st.integers(0, 7)
+    pushes = draw(st.lists(st.tuples(commit, commit, st.none() | st.integers(0, 3)), max_size=12))
+    arriving = [
+        make_job(
+            100 + n,
+            before=before,
+            after=after,
+            pushed_at=pushed_at,
+            due_at=draw(st.sampled_from([0.0, 20.0])),
+        )
+        for n, (before, after, pushed_at) in enumerate(pushes)
+    ]
+    return lane, arriving
+
+
+@settings(max_examples=500, deadline=None)
+@given(case=arrivals())
+def test_superseding_on_arrival_only_does_what_the_plan_would_do(case: tuple[list[Job], list[Job]]) -> None:
+    """Pushes stored one by one, each replacing what ``superseded_on_arrival`` names: the worker's plan
+    afterwards is the plan over the same pushes stored plainly, minus the jobs already replaced."""
+    lane, arriving = case
+    plain = plan_lane([*lane, *arriving], now=10)
+    stored = list(lane)
+    replaced: set[int] = set()
+    for new in arriving:
+        gone = set(superseded_on_arrival(new, stored))
+        replaced |= gone
+        stored = [replace(job, state=JobState.SUPERSEDED) if job.id in gone else job for job in stored]
+        stored.append(new)
+    assert replaced <= set(plain.supersede)
+    assert plan_lane(stored, now=10) == replace(
+        plain, supersede=tuple(job_id for job_id in plain.supersede if job_id not in replaced)
+    )
+
+
+def test_a_push_replaces_the_queued_push_it_follows_on_arrival() -> None:
+    first = make_job(1, before=0, after=1)
+    other = make_job(2, before=5, after=6)
+    assert superseded_on_arrival(make_job(3, before=1, after=2), [first, other]) == [1]
+    assert superseded_on_arrival(make_job(3, before=6, after=7), [first, other]) == [2]
+    assert (
+        superseded_on_arrival(make_job(3, before=2, after=3), [first, other]) == []
+    )  # a gap: the plan decides
+
+
+@pytest.mark.parametrize(
+    ("queued", "expected"),
+    [
+        (make_job(1, before=0, after=1, state=JobState.CREATING), []),  # its create may have happened
+        (active(make_job(1, before=0, after=1), "inv-1"), []),  # the worker cancels invocations
+        (make_job(1, before=0, after=1, pushed_at=9), []),  # pushed later than the new push
+        (make_job(4, before=0, after=1), []),  # stored after it
+        (make_job(1, before=0, after=1, pushed_at=5), [1]),
+    ],
+)
+def test_only_older_queued_pushes_are_replaced_on_arrival(queued: Job, expected: list[int]) -> None:
+    assert superseded_on_arrival(make_job(3, before=1, after=2, pushed_at=5), [queued]) == expected

@@ -258,6 +258,24 @@ async def test_accepted_delivery_is_logged_with_its_fields(ingress: Ingress) -> 
     assert event["branch"] == payload["ref"].removeprefix("refs/heads/")
 
 
+async def test_a_push_that_replaces_queued_ones_logs_and_counts_them(ingress: Ingress) -> None:
+    """A push on top of a queued one replaces it on arrival: the accept log line names the replaced
+    job ids, and bridge_jobs_superseded_on_arrival_total counts them (two routes match: two lanes)."""
+    first = encode(push_payload(repository="acme/api", before=sha(0), after=sha(1), pushed_at=10))
+    second = encode(push_payload(repository="acme/api", before=sha(1), after=sha(2), pushed_at=11))
+    assert (await ingress.post(first, signed_headers(first, delivery="d-1"))).status_code == 202
+    replaced = sorted(job.id for job in await ingress.store.list_jobs())
+    with capture_logs() as logs:
+        response = await ingress.post(second, signed_headers(second, delivery="d-2"))
+    assert response.status_code == 202
+    [event] = [e for e in logs if e["event"] == "delivery.accepted"]
+    assert list(event["superseded"]) == replaced
+    states = {job.after: job.state for job in await ingress.store.list_jobs()}
+    assert states == {sha(1): JobState.SUPERSEDED, sha(2): JobState.QUEUED}
+    text = (await ingress.client.get("/metrics")).text
+    assert "bridge_jobs_superseded_on_arrival_total 2.0" in text
+
+
 # --- what Litestar would do for a @post handler, done by hand in the raw ASGI webhook ------------------
 
 

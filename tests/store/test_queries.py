@@ -101,7 +101,8 @@ def test_sqlite_script_with_an_unfinished_statement_is_refused() -> None:
 
 @pytest.mark.anyio
 async def test_sqlite_lane_reads_never_scan_a_lanes_history(tmp_path: object) -> None:
-    """The worker reads a lane's live jobs through (lane, state), whatever the planner would guess without
+    """The worker reads a lane's live jobs through (lane, state) (a partial index of the live jobs since
+    migration 0004), whatever the planner would guess without
     statistics (through (lane, id) it walked every superseded job of a busy lane on every read), and the
     tracker's and the pruner's reads use their partial indexes."""
     import sqlite3
@@ -121,11 +122,19 @@ async def test_sqlite_lane_reads_never_scan_a_lanes_history(tmp_path: object) ->
 
     try:
         lane = plan("lane_jobs", lane="L", history=50)
+        live = plan("lane_live", lane="L")
+        release = plan("release_lane", lane="L", owner="w", hold_until=None)
+        arrival = plan("supersede_on_arrival", first=1, last=2, delivery_id=None)
         polls = plan("due_polls", now=0.0, limit=10)
         prune = plan("prune_jobs", before=0.0)
     finally:
         connection.close()
-    assert "SEARCH jobs USING INDEX jobs_lane_state (lane=? AND state=?)" in lane
+    # The live jobs of a lane through the partial (lane, state) index (migration 0004), by every reader.
+    assert "SEARCH jobs USING INDEX jobs_lane_live (lane=? AND state=?)" in lane
+    assert "SEARCH jobs USING INDEX jobs_lane_live (lane=? AND state=?)" in live
+    assert "SEARCH jobs USING INDEX jobs_lane_live (lane=? AND state=?)" in release
+    assert "SEARCH queued USING INDEX jobs_lane_live (lane=? AND state=? AND rowid<?)" in arrival
+    assert not [step for step in arrival if step.startswith("SCAN")]
     assert sum("jobs_lane_id" in step for step in lane) == 1  # the :history newest others only
     # The tracker and the pruner read partial indexes (migration 0003), which queued jobs stay out of.
     assert polls == ["SEARCH jobs USING INDEX jobs_active_poll_at (poll_at<?)"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.core.jobs import DeliveryRecord, NewJob
+from bridge.store.base import Accepted
 from bridge.store.sqlite import SqliteStore, _sizes
 from tests.store.builders import SHA_C, delivery, new_job
 from tests.store.test_sqlite import block_writer, db_path, store
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 async def accept_in_one_batch(
     store: SqliteStore, items: list[tuple[DeliveryRecord, list[NewJob]]]
-) -> list[bool | BaseException]:
+) -> list[Accepted | BaseException | None]:
     """Queue every accept behind a busy writer, so they run in as few batches as ``max_batch`` allows."""
     commits = store.commits
     release, busy = await block_writer(store)
@@ -65,7 +66,7 @@ async def test_bulk_accept_equals_one_by_one(
         (delivery("d-3"), [new_job("lane-e", due_at=400.0)]),
     ]
     results = await accept_in_one_batch(store, items)
-    assert results == [True, False, True, False, True, True]
+    assert results == [Accepted(), None, Accepted(), None, Accepted(), Accepted()]
     assert rows(db_path, "SELECT hook_id, delivery_id FROM deliveries ORDER BY rowid") == [
         ("hook-1", "stored"),
         ("hook-1", "d-1"),
@@ -92,6 +93,58 @@ async def test_bulk_accept_equals_one_by_one(
     assert stored["d-2"].received_at == 100.0
 
 
+def _not_one_by_one(*_: object) -> bool:
+    raise AssertionError("the bulk path must not fall back here")
+
+
+async def test_bulk_accepts_replace_on_arrival_as_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chained pushes in one batch (and one before it), a held lane, an earlier pushed_at, two pushes
+    on one base: the same results (who replaced whom) and the same rows as running them one by one."""
+
+    def push(lane: str, before: int, after: int, **changes: object) -> NewJob:
+        return new_job(lane, before=f"{before:040x}", after=f"{after:040x}", **changes)
+
+    items = [
+        (delivery("d-1"), [push("lane-a", 1, 2), push("lane-b", 1, 2)]),
+        (delivery("d-2"), [push("lane-a", 2, 3)]),  # replaces d-1's job in lane-a
+        (delivery("d-3"), [push("lane-b", 2, 3, pushed_at=1)]),  # pushed before d-1's: left to the worker
+        (delivery("d-4"), [push("lane-a", 3, 4), push("lane-held", 1, 2)]),  # lane-held: a worker holds it
+        (delivery("d-5"), [push("lane-a", 3, 5)]),  # on the same base as d-4: d-2's job is replaced already
+        (delivery("d-6"), [push("lane-a", 4, 6), push("lane-a", 5, 7)]),  # replace d-4's and d-5's
+    ]
+    outcomes = []
+    for name in ("bulk", "one-by-one"):
+        store = SqliteStore(tmp_path / f"{name}.db")
+        await store.open()
+        try:
+            assert await store.accept(delivery("d-0"), [push("lane-a", 0, 1), push("lane-held", 0, 1)])
+            await store.accept(delivery("d-h"), [push("lane-held", 5, 6, due_at=0.0)])
+            assert await store.claim_lane(owner="w", now=100.0, lease=60.0) == "lane-held"
+            if name == "bulk":
+                with monkeypatch.context() as patch:
+                    patch.setattr("bridge.store.sqlite.t.accept", _not_one_by_one)
+                    results = await accept_in_one_batch(store, items)
+            else:
+                results = [await store.accept(d, jobs) for d, jobs in items]
+        finally:
+            await store.close()
+        outcomes.append((results, _dump(tmp_path / f"{name}.db")))
+    assert outcomes[0] == outcomes[1]
+    results, (jobs, _) = outcomes[0]
+    by_id = {row[0]: row for row in jobs}
+    assert results == [
+        Accepted((1,)),
+        Accepted((4,)),
+        Accepted(),
+        Accepted((6,)),
+        Accepted(),
+        Accepted((8, 10)),
+    ]
+    assert {job_id for job_id, row in by_id.items() if "superseded" in row} == {1, 4, 6, 8, 10}
+
+
 async def test_failing_accept_in_a_bulk_fails_alone(store: SqliteStore, db_path: Path) -> None:
     """When the bulk statements fail, the accepts run one by one: only the bad one fails."""
     bad = new_job("lane-x", route=None)  # NOT NULL violated: no such job can be stored
@@ -101,9 +154,9 @@ async def test_failing_accept_in_a_bulk_fails_alone(store: SqliteStore, db_path:
         (delivery("d-3"), [new_job("lane-a")]),
     ]
     results = await accept_in_one_batch(store, items)
-    assert results[0] is True
+    assert results[0] == Accepted()
     assert isinstance(results[1], sqlite3.IntegrityError)
-    assert results[2] is True
+    assert results[2] == Accepted()
     assert rows(db_path, "SELECT delivery_id FROM deliveries ORDER BY rowid") == [("d-1",), ("d-3",)]
     assert rows(db_path, "SELECT delivery_id FROM jobs ORDER BY id") == [("d-1",), ("d-3",)]
 
@@ -112,7 +165,7 @@ async def test_large_batches_split_into_chunks(store: SqliteStore, db_path: Path
     """More accepts than one statement holds (600 > 256 rows) are all stored, in arrival order."""
     items = [(delivery(f"d-{i}"), [new_job(f"lane-{i % 7}", due_at=float(1000 - i))]) for i in range(600)]
     results = await accept_in_one_batch(store, items)
-    assert results == [True] * 600
+    assert results == [Accepted()] * 600
     ids = [row[0] for row in rows(db_path, "SELECT delivery_id FROM jobs ORDER BY id")]
     assert ids == [f"d-{i}" for i in range(600)]
     assert store.requests == 601  # the busy body and each accept

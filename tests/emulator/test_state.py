@@ -103,6 +103,29 @@ def test_timings_are_fixed_when_an_invocation_is_created(
     assert _state_of(state, invocation_id) == "processing"
 
 
+def test_ended_invocations_stay_ended_while_newer_ones_move_on(
+    state: EmulatorState, source_id: str, clock: FakeClock
+) -> None:
+    """The clock moves only running invocations: finished, failed and cancelled ones keep their end,
+    their collections stay finished, and invocations created later still go through every state."""
+    done = _create(state, source_id, "coll-done")
+    cancelled = _create(state, source_id, "coll-cancelled")
+    state.cancel_invocation(cancelled)
+    clock.advance(3.0)
+    finished = _state_of(state, done)
+    assert "complete" in finished
+    later = _create(state, source_id, "coll-later")
+    assert _state_of(state, later) == "pending"
+    clock.advance(1.0)
+    assert _state_of(state, later) == "processing"
+    clock.advance(2.0)
+    assert "complete" in _state_of(state, later)
+    assert (_state_of(state, done), _state_of(state, cancelled)) == (finished, "cancelled")
+    with pytest.raises(ApiError) as conflict:
+        _create(state, source_id, "coll-done")  # its collection holds finished data
+    assert conflict.value.status == 409
+
+
 def test_zero_durations_complete_at_once(state: EmulatorState, source_id: str) -> None:
     """pending_seconds=0 and processing_seconds=0 complete on creation."""
     state.configure(pending_seconds=0, processing_seconds=0)

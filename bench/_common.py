@@ -311,6 +311,7 @@ class WrkResult:
     statuses: dict[str, int] = field(default_factory=dict)
     cpu: float = 0.0  # CPU cores the server used during the run
     thread_cpu: dict[str, float] = field(default_factory=dict)
+    cpu_us_per_request: float = 0.0  # CPU of every thread of the server and its children, per request
 
 
 def run_wrk(

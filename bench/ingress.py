@@ -117,6 +117,7 @@ def summarize(results: list[WrkResult]) -> dict[str, float]:
         "p99_ms": median([r.p99_ms for r in results]),
         "max_ms": median([r.max_ms for r in results]),
         "cpu": median([r.cpu for r in results]),
+        "cpu_us_per_request": median([r.cpu_us_per_request for r in results]),
         "non_2xx": sum(r.non_2xx for r in results),
         "socket_errors": sum(r.socket_errors for r in results),
     }
@@ -282,11 +283,18 @@ def main() -> None:
                 for thread, spent in threads_after.items()
                 if spent - threads_before.get(thread, 0.0) > 0.01 * result.seconds
             }
+            result.thread_cpu = busy
+            # Every thread of the server and of its child processes: the server's whole CPU per request,
+            # steadier from run to run than requests per second (which also moves with what wrk and the
+            # emulator take of the two CPUs).
+            spent = sum(t - threads_before.get(k, 0.0) for k, t in threads_after.items())
+            result.cpu_us_per_request = spent / result.requests * 1e6 if result.requests else 0.0
             print(
                 f"  {name:<12} {result.rps:>7.0f} req/s  p50 {result.p50_ms:6.2f} ms"
                 f"  p99 {result.p99_ms:6.2f} ms"
                 f"  max {result.max_ms:7.2f} ms  cpu {result.cpu:4.2f}  non-2xx {result.non_2xx}"
-                f"  errors {result.socket_errors}  threads {busy}",
+                f"  errors {result.socket_errors}  {result.cpu_us_per_request:.0f} us CPU/req"
+                f"  threads {busy}",
                 flush=True,
             )
             return result
@@ -356,13 +364,20 @@ def main() -> None:
     print(
         f"pinning: {pins or 'none'}; wrk -t{args.threads} -c{args.connections}, {args.runs} x {args.seconds}s"
     )
-    print(f"{'':<14}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu':>6}{'non-2xx':>9}{'x bare':>8}")
+    print(
+        f"{'':<14}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu':>6}{'us/req':>8}{'non-2xx':>9}"
+        f"{'x bare':>8}"
+    )
     for name, summary in summaries.items():
         print(
             f"{name:<14}{summary['rps']:>8.0f}{summary['p50_ms']:>9.2f}{summary['p99_ms']:>9.2f}"
-            f"{summary['max_ms']:>9.2f}{summary['cpu']:>6.2f}{summary['non_2xx']:>9.0f}"
-            f"{summary['rps'] / base if base else float('nan'):>8.2f}"
+            f"{summary['max_ms']:>9.2f}{summary['cpu']:>6.2f}{summary['cpu_us_per_request']:>8.0f}"
+            f"{summary['non_2xx']:>9.0f}{summary['rps'] / base if base else float('nan'):>8.2f}"
         )
+    print(
+        "(cpu: cores of the server's main process; us/req: CPU of all its threads and child processes"
+        " per request)"
+    )
     print(f"ratio bridge/bare (of medians): {ratio:.2f}; per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     if args.before:
         earlier = [b.rps / a.rps for a, b in zip(results["bare"], results["before"], strict=True)]

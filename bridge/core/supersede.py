@@ -196,7 +196,8 @@ def superseded_on_arrival(new: Linked, lane: Iterable[Job]) -> list[int]:
     Why :func:`plan_lane` would supersede Q anyway, whatever else the lane holds or later receives:
     ``new``'s edge enters Q's ``after``, so Q is a chain head only if both lie in one strongly connected
     component that nothing enters (a cycle), and then ``new`` is a head too and wins on (pushed_at, id).
-    More pushes only add edges, which cannot make Q a head again. ``creating`` jobs are left alone:
+    More pushes only add edges, and that argument holds for any set of edges: whenever Q is a head, so
+    is ``new``, which beats it, so Q is never the newest push again. ``creating`` jobs are left alone:
     their create call may have happened, and only the worker may look that up. The property test in
     ``tests/core/test_supersede.py`` checks this against :func:`plan_lane` on generated lanes.
     """

@@ -209,45 +209,36 @@ def main() -> None:
         routes = routes_yaml(sources, repositories=repositories)
         extra = dict(item.split("=", 1) for item in args.env)
         servers: dict[str, Proc] = {}
+
+        def start_copy(name: str, routes: str, *, src: Path | None = None) -> Proc:
+            """``bridge serve`` with ``routes`` in a scratch directory of its own, ``name`` in the log."""
+            directory = folder / name
+            directory.mkdir()
+            env = bridge_env(directory, sync_url=emulator.url, routes=routes, **extra)
+            proc = start_bridge(directory, env, cpus=server_cpus, name=name, src=src)
+            procs.append(proc)
+            return proc
+
         bridge_dir = folder / "bridge"
-        bridge_dir.mkdir()
-        servers["bridge"] = start_bridge(
-            bridge_dir,
-            bridge_env(bridge_dir, sync_url=emulator.url, routes=routes, **extra),
-            cpus=server_cpus,
-        )
-        procs.append(servers["bridge"])
+        servers["bridge"] = start_copy("bridge", routes)
         scaled = f"bridge+{args.routes_scale}"
         if args.routes_scale:
-            scaled_dir = folder / "scaled"
-            scaled_dir.mkdir()
             scaled_routes = routes + extra_routes(args.routes_scale)
-            env = bridge_env(scaled_dir, sync_url=emulator.url, routes=scaled_routes, **extra)
             before_start = sum(emulator.counters().values())
             started = time.perf_counter()
-            servers[scaled] = start_bridge(scaled_dir, env, cpus=server_cpus, name="scaled")
+            servers[scaled] = start_copy("scaled", scaled_routes)
             print(
                 f"{scaled}: ready in {time.perf_counter() - started:.2f}s, "
                 f"RSS {rss_mb(servers[scaled].pid):.0f} MB (bridge: {rss_mb(servers['bridge'].pid):.0f} MB)",
                 flush=True,
             )
-            procs.append(servers[scaled])
             time.sleep(2)  # give a misbehaving start-up time to show its Sync calls
             startup_calls = {"sync_calls_at_startup": sum(emulator.counters().values()) - before_start}
             print(
                 f"{scaled}: Sync calls during start-up: {startup_calls['sync_calls_at_startup']}", flush=True
             )
         if args.before:
-            before_dir = folder / "before"
-            before_dir.mkdir()
-            servers["before"] = start_bridge(
-                before_dir,
-                bridge_env(before_dir, sync_url=emulator.url, routes=routes, **extra),
-                cpus=server_cpus,
-                name="before",
-                src=args.before.resolve(),
-            )
-            procs.append(servers["before"])
+            servers["before"] = start_copy("before", routes, src=args.before.resolve())
         servers["bare"] = start_bare(folder, cpus=server_cpus)
         procs.append(servers["bare"])
         bodies_file = folder / "bodies.bin"

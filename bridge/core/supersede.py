@@ -201,15 +201,15 @@ def superseded_on_arrival(new: Linked, lane: Iterable[Job]) -> list[int]:
     their create call may have happened, and only the worker may look that up. The property test in
     ``tests/core/test_supersede.py`` checks this against :func:`plan_lane` on generated lanes.
     """
-    pushed_at = new.pushed_at or 0
-    return [
-        job.id
-        for job in lane
-        if job.state is JobState.QUEUED
-        and job.after == new.before
-        and job.id < new.id
-        and (job.pushed_at or 0) <= pushed_at
-    ]
+    return [job.id for job in lane if job.state is JobState.QUEUED and replaces(new, job)]
+
+
+def replaces(new: Linked, queued: Linked) -> bool:
+    """Whether ``new`` replaces ``queued`` on arrival, their states aside: it directly follows it, was
+    stored after it and was not pushed earlier (see :func:`superseded_on_arrival`)."""
+    return (
+        queued.after == new.before and queued.id < new.id and (queued.pushed_at or 0) <= (new.pushed_at or 0)
+    )
 
 
 def to_cancel(jobs: Sequence[Job], *, created: int) -> list[int]:

@@ -51,7 +51,7 @@ WHERE id IN (
         AND (CAST(:delivery_id AS TEXT) IS NULL OR new.delivery_id = :delivery_id)
         AND NOT EXISTS (SELECT 1 FROM lanes WHERE lanes.lane = new.lane AND lanes.owner IS NOT NULL)
 )
-RETURNING id, lane, after, pushed_at
+RETURNING id, lane, before, after, pushed_at
 
 -- lower_lane --
 -- Create the lane or bring its next due time forward to :due_at (a NULL next_due means "never").

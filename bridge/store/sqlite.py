@@ -49,6 +49,7 @@ from typing import Any, Final, TypeVar, cast
 
 from bridge.core.errors import ConfigError
 from bridge.core.jobs import DeliveryRecord, NewJob
+from bridge.core.supersede import Link, replaces
 from bridge.store import transactions as t
 from bridge.store.base import Accepted, JobUpdate, StoreClosed, check_update
 from bridge.store.migrate import apply_migrations, split_sqlite_script
@@ -114,12 +115,8 @@ def _replacer(jobs: Sequence[tuple[Any, ...]], first: int, replaced: t.Replaced)
     """Which of the new ``jobs`` (rows of the bulk insert, ids from ``first`` on) replaced ``replaced``:
     the first that the rule names, as if the accepts had run one by one."""
     for offset, row in enumerate(jobs):
-        if (
-            first + offset > replaced.id
-            and row[1] == replaced.lane
-            and row[9] == replaced.after
-            and (replaced.pushed_at or 0) <= (row[11] or 0)
-        ):
+        new = Link(first + offset, before=row[9], after=row[10], pushed_at=row[11])
+        if row[1] == replaced.lane and replaces(new, replaced):
             return offset
     raise AssertionError(f"no new job replaced job {replaced.id}")  # pragma: no cover - the SQL's rule
 

@@ -220,10 +220,12 @@ def accept(tx: Tx, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> Accepted
 
 
 class Replaced(NamedTuple):
-    """A queued job that a push replaced on arrival (``supersede_on_arrival``)."""
+    """A queued job that a push replaced on arrival (``supersede_on_arrival``): its lane and its place
+    in the chain (a ``core.supersede.Linked``)."""
 
     id: int
     lane: str
+    before: str
     after: str
     pushed_at: int | None
 
@@ -232,8 +234,8 @@ def supersede_on_arrival(tx: Tx, *, first: int, last: int, delivery_id: str | No
     """Run the arrival rule for the jobs stored with ids ``first`` to ``last`` (of ``delivery_id``, if
     given); the queued jobs it replaced."""
     return [
-        Replaced(int(job_id), str(lane), str(after), None if pushed_at is None else int(pushed_at))
-        for job_id, lane, after, pushed_at in tx.tuples(
+        Replaced(int(job_id), lane, before, after, None if pushed_at is None else int(pushed_at))
+        for job_id, lane, before, after, pushed_at in tx.tuples(
             "supersede_on_arrival", first=first, last=last, delivery_id=delivery_id
         )
     ]

@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 
 .PHONY: dev test check lint typecheck fmt lock clean deploy-check
 
-$(BIN)/bridge: pyproject.toml requirements/dev.lock
+$(BIN)/bridge: pyproject.toml requirements/pip.lock requirements/dev.lock
 	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements/pip.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.lock
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(BIN)/bridge

@@ -89,16 +89,18 @@ class Channel:
         return self._closed
 
     async def call(self, method: str, *args: Any) -> Any:
+        return await self.request(method, *args)
+
+    def request(self, method: str, *args: Any) -> asyncio.Future[Any]:
+        """Send a call now; the future of its answer (for callers that settle futures of their own
+        from it instead of awaiting it in a task)."""
         if self._closed:
             raise ChannelClosed("the worker process is not running")
         call_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
-        try:
-            self._out.write(encode((call_id, method, args)))
-            return await future
-        finally:
-            self._pending.pop(call_id, None)
+        self._out.write(encode((call_id, method, args)))
+        return future
 
     def notify(self, method: str, *args: Any) -> None:
         if not self._closed:
@@ -109,7 +111,7 @@ class Channel:
         try:
             while True:
                 call_id, ok, value = await read(self._reader)
-                future = self._pending.get(call_id)
+                future = self._pending.pop(call_id, None)
                 if future is None or future.done():
                     continue
                 if ok:

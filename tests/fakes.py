@@ -82,6 +82,17 @@ class MemoryStore:
         if self.ping_error is not None:
             raise self.ping_error
 
+    async def accept_many(
+        self, accepts: Sequence[tuple[DeliveryRecord, Sequence[NewJob]]]
+    ) -> list[Accepted | Exception | None]:
+        outcomes: list[Accepted | Exception | None] = []
+        for delivery, jobs in accepts:
+            try:
+                outcomes.append(await self.accept(delivery, jobs))
+            except Exception as error:  # each accept's own outcome
+                outcomes.append(error)
+        return outcomes
+
     async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> Accepted | None:
         self._check_open()
         key = (delivery.hook_id, delivery.delivery_id)

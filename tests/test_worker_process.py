@@ -3,6 +3,7 @@ the ingress. Real child processes, a real SQLite file, the emulator over loopbac
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -14,7 +15,7 @@ import pytest
 
 from bridge.core.jobs import DeliveryRecord
 from bridge.emulator.testing import RunningEmulator
-from bridge.ipc import ChannelClosed
+from bridge.ipc import ChannelClosed, RemoteError
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.store.base import Accepted
@@ -85,6 +86,38 @@ async def test_jobs_replaced_on_arrival_come_back_through_the_worker_process(wor
     assert await store.accept(delivery(30), [new_job(before=29, after=30, due_at=1e12)]) == Accepted()
     replaced = await store.accept(delivery(31), [new_job(before=30, after=31, due_at=1e12)])
     assert replaced == Accepted((1,))  # the first job of a new database
+
+
+async def test_accepts_of_one_turn_travel_as_one_call_and_each_gets_its_own_outcome(
+    worker: WorkerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent accepts go to the worker process as one accept_many call (one frame each way); a
+    redelivery, a new delivery and one the database refuses each get their own answer."""
+    store = RemoteStore(worker)
+    assert await store.accept(delivery(40), [new_job(after=40, due_at=1e12)]) == Accepted()
+    calls: list[str] = []
+    request = worker.request
+
+    def counting(method: str, *args: object) -> asyncio.Future[object]:
+        calls.append(method)
+        return request(method, *args)
+
+    monkeypatch.setattr(worker, "request", counting)
+    refused = new_job(after=42, due_at=1e12, lane=None)  # jobs.lane is NOT NULL
+    outcomes = await asyncio.gather(
+        store.accept(delivery(40), [new_job(after=40, due_at=1e12)]),
+        store.accept(delivery(41), [new_job(after=41, due_at=1e12)]),
+        store.accept(delivery(42), [refused]),
+        store.accept(delivery(43), [new_job(before=41, after=43, due_at=1e12)]),
+        return_exceptions=True,
+    )
+    assert calls == ["accept_many"]
+    assert outcomes[0] is None
+    assert outcomes[1] == Accepted()
+    assert isinstance(outcomes[2], RemoteError)
+    assert outcomes[2].kind == "IntegrityError"
+    assert outcomes[3] == Accepted((2,))  # it follows delivery 41's push, queued in the same batch
+    assert sum((await store.counts()).values()) == 3
 
 
 async def test_a_killed_worker_process_is_restarted_and_nothing_is_lost(

@@ -57,12 +57,16 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}{parts.path}{tail}"
 
 
-def open_store(url: str, *, release_leases: bool = True) -> Store:
+def open_store(url: str, *, release_leases: bool = True, sqlite_on_loop: bool = False) -> Store:
     """The store ``url`` names, not yet opened (call ``await store.open()``).
 
     ``release_leases`` (SQLite only): the process is the database's only replica, so lane leases
     found at ``open()`` belonged to a dead process and are released. Pass ``False`` from admin
     commands that may run beside a live service. PostgreSQL leases simply expire.
+
+    ``sqlite_on_loop`` (SQLite only): run the group commits on the caller's event loop instead of a
+    writer thread (``SqliteStore(on_loop=True)``), for the worker process, which owns the database
+    and whose loop has little else to do.
     """
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
@@ -81,7 +85,7 @@ def open_store(url: str, *, release_leases: bool = True) -> Store:
             raise ConfigError(f"SQLite URL {redact_url(url)!r} takes no query or fragment")
         from bridge.store.sqlite import SqliteStore  # imported here: SQLite runs never load psycopg
 
-        return SqliteStore(path, release_leases=release_leases)
+        return SqliteStore(path, release_leases=release_leases, on_loop=sqlite_on_loop)
     if scheme in ("postgresql", "postgres"):
         from psycopg.conninfo import conninfo_to_dict
 

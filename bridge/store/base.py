@@ -132,6 +132,12 @@ class IngressStore(Protocol):
 class Store(IngressStore, Protocol):
     """Durable state of the bridge."""
 
+    async def accept_many(
+        self, accepts: Sequence[tuple[DeliveryRecord, Sequence[NewJob]]]
+    ) -> list[Accepted | Exception | None]:
+        """``accept`` of each of ``accepts`` (each its own transaction, or a share of one group commit);
+        each one's result, or the error it raised."""
+
     async def claim_lane(self, *, owner: str, now: float, lease: float) -> str | None:
         """Lease the lane with the earliest due work (due_at <= now) that no live lease holds."""
 

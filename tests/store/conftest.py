@@ -18,7 +18,9 @@ from bridge.store.postgres import PostgresStore
 from bridge.store.sqlite import SqliteStore
 from tests.fakes import MemoryStore
 
-BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+# "sqlite-loop": SqliteStore(on_loop=True), as the worker process runs it (commits on the event loop,
+# made durable by its WalSyncer); "sqlite": with its writer thread, as the ingress and tools run it.
+BACKENDS = ["memory", "sqlite", "sqlite-loop", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 StoreFactory = Callable[[], Awaitable[Store]]
@@ -38,8 +40,8 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
             if opened:
                 return opened[0]  # one process: every "replica" shares the same memory
             store = memory
-        elif backend == "sqlite":
-            store = SqliteStore(tmp_path / "bridge.db")
+        elif backend in ("sqlite", "sqlite-loop"):
+            store = SqliteStore(tmp_path / "bridge.db", on_loop=backend == "sqlite-loop")
         else:
             store = PostgresStore(url, max_size=4)
         await store.open()

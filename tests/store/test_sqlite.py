@@ -71,8 +71,10 @@ async def test_accepted_delivery_survives_reopening(db_path: Path) -> None:
 
 
 async def test_connection_is_durable_wal_with_foreign_keys(store: SqliteStore, db_path: Path) -> None:
-    """WAL journal, synchronous=FULL (2) and foreign keys on, on the writer's connection."""
+    """WAL journal, synchronous=FULL (2), foreign keys on and temporary storage in memory (2: statement
+    journals are no temporary files), on the writer's connection."""
     assert await store._transact(pragma("synchronous")) == 2
+    assert await store._transact(pragma("temp_store")) == 2
     assert await store._transact(pragma("foreign_keys")) == 1
     with sqlite3.connect(db_path) as other:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,0 +1,117 @@
+"""Pipelined durability for a SQLite store run on its event loop: commit now, answer after the fsync.
+
+With ``synchronous=FULL`` every ``COMMIT`` waits for ``fdatasync`` of the WAL, so a store that commits
+on its event loop would block that loop for the whole fsync, and no next batch could be prepared
+meanwhile. With ``synchronous=NORMAL`` a commit returns once its frames are written to the WAL (in the
+OS's cache; SQLite still syncs the WAL before every checkpoint and the database file after it, so the
+file never corrupts). :class:`WalSyncer` then makes the commits durable itself: it calls ``fdatasync``
+on the WAL file in a thread of its own, and settles the futures of every request committed before
+that call started once it returns. While it runs, the loop commits the next batches; the next
+``fdatasync`` covers all of them. A request is thus answered only when its commit is on stable
+storage, exactly as with ``synchronous=FULL`` (``fdatasync`` makes everything written to the file
+before it durable, the WAL header of a restarted log included), but commits and fsyncs overlap
+instead of alternating, and one fsync serves every batch committed while the previous one ran.
+
+Hand-written because SQLite has no "sync the log now" call apart from a checkpoint (which copies
+pages, far more work), and the few lines below are the whole mechanism. The WAL file is reopened if
+SQLite ever replaced it (it deletes the file only when the last connection closes, which cannot
+happen while the store holds its own; the check is cheap insurance). If ``fdatasync`` fails, the
+requests it was to make durable get the ``OSError`` (their commit may not survive a power loss), as
+a ``COMMIT`` under ``synchronous=FULL`` would have failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class WalSyncer(Generic[T]):
+    """Collects committed-but-not-yet-durable outcomes and hands them to ``settle`` once synced."""
+
+    def __init__(
+        self,
+        wal_path: str,
+        settle: Callable[[list[T], BaseException | None], None],
+        idle: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._path = wal_path
+        self._settle = settle
+        self._idle = idle
+        self._fd = -1
+        self._inode = -1
+        self._waiting: list[T] = []
+        self._running: asyncio.Future[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-sqlite-fsync")
+        self.syncs = 0
+
+    def open(self) -> None:
+        """Open the WAL file (it exists once the database is in WAL mode and was written) and make its
+        directory entry durable, once."""
+        self._reopen()
+        directory = os.open(os.path.dirname(os.path.abspath(self._path)), os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def _reopen(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = os.open(self._path, os.O_RDONLY)
+        self._inode = os.fstat(self._fd).st_ino
+
+    def _sync(self) -> None:
+        """In the sync thread: fdatasync the WAL (the file SQLite writes to now)."""
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self._path).st_ino != self._inode:
+                self._reopen()
+        os.fdatasync(self._fd)
+
+    def add(self, outcomes: Sequence[T]) -> None:
+        """Outcomes of requests just committed: settled after the next fsync that starts from now."""
+        self._waiting.extend(outcomes)
+        if self._running is None:
+            self._start()
+
+    def _start(self) -> None:
+        batch, self._waiting = self._waiting, []
+        loop = asyncio.get_running_loop()
+        self._running = running = loop.run_in_executor(self._executor, self._sync)
+        running.add_done_callback(lambda done: self._done(batch, done))
+
+    def _done(self, batch: list[T], done: asyncio.Future[None]) -> None:
+        self._running = None
+        self.syncs += 1
+        error: BaseException | None = None if done.cancelled() else done.exception()
+        self._settle(batch, error)
+        if self._waiting:
+            self._start()
+        else:
+            self._idle()
+
+    @property
+    def busy(self) -> bool:
+        """An fsync is running (the store holds its next commit back until it ends)."""
+        return self._running is not None
+
+    async def drain(self) -> None:
+        """Wait until every outcome added so far is settled."""
+        while self._running is not None:
+            with contextlib.suppress(Exception):  # the error went to the requests it concerned
+                await asyncio.shield(self._running)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"WalSyncer({self._path!r}, waiting={len(self._waiting)}, syncs={self.syncs})"

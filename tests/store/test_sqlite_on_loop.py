@@ -1,0 +1,188 @@
+"""SqliteStore(on_loop=True), the worker process's store: commits on the event loop, answers only after
+its WalSyncer made them durable, and overlaps the fsync with the next batch. The contract tests run
+on it too (``sqlite-loop`` in ``tests/store/conftest.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.store import open_store
+from bridge.store import walsync as walsync_module
+from bridge.store.sqlite import SqliteStore
+from bridge.store.transactions import Tx
+from bridge.store.walsync import WalSyncer
+from tests.store.builders import delivery, new_job
+
+pytestmark = pytest.mark.anyio
+
+
+class GatedSync:
+    """Stands in for ``os.fdatasync`` in the sync thread: records what it synced, and can be held."""
+
+    def __init__(self) -> None:
+        self.real = os.fdatasync
+        self.paths: list[str] = []
+        self.entered = threading.Semaphore(0)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.error: OSError | None = None
+
+    def __call__(self, fd: int) -> None:
+        self.paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        self.entered.release()
+        self.gate.wait(10)
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        self.real(fd)
+
+    async def wait_entered(self) -> None:
+        assert await asyncio.to_thread(self.entered.acquire, True, 10)
+
+
+@pytest.fixture
+def fsync(monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedSync]:
+    gated = GatedSync()
+    monkeypatch.setattr(walsync_module.os, "fdatasync", gated)
+    yield gated
+    gated.gate.set()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "bridge.db"
+
+
+@pytest.fixture
+async def store(db_path: Path, fsync: GatedSync) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(db_path, on_loop=True)
+    await store.open()
+    yield store
+    fsync.gate.set()
+    await store.close()
+
+
+def pragma(name: str) -> Callable[[Tx], object]:
+    def body(tx: Tx) -> object:
+        tx.cursor.execute(f"PRAGMA {name}", {})
+        return tx.cursor.fetchall()[0][0]
+
+    return body
+
+
+async def test_open_store_runs_sqlite_on_the_loop_when_asked(db_path: Path) -> None:
+    """The worker process's open_store(..., sqlite_on_loop=True) gives the on-loop store."""
+    on_loop, threaded = (
+        open_store(f"sqlite:///{db_path}", sqlite_on_loop=True),
+        open_store(f"sqlite:///{db_path}"),
+    )
+    assert isinstance(on_loop, SqliteStore)
+    assert isinstance(threaded, SqliteStore)
+    assert on_loop._on_loop
+    assert not threaded._on_loop
+
+
+async def test_commits_are_normal_and_synced_by_the_store(store: SqliteStore) -> None:
+    """synchronous=NORMAL (1): COMMIT does not fsync; the WalSyncer does, before any answer."""
+    assert await store._transact(pragma("synchronous")) == 1
+    assert await store._transact(pragma("temp_store")) == 2  # MEMORY
+
+
+async def test_an_accept_is_answered_only_after_the_wal_is_synced(
+    store: SqliteStore, fsync: GatedSync, db_path: Path
+) -> None:
+    """Committed is not enough: the answer waits for fdatasync of the WAL file to return."""
+    fsync.gate.clear()
+    accepted = asyncio.ensure_future(store.accept(delivery("d-1"), [new_job()]))
+    await fsync.wait_entered()
+    await asyncio.sleep(0.05)
+    assert not accepted.done()  # committed (other connections see it), not yet durable
+    with sqlite3.connect(db_path) as other:
+        assert other.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 1
+    fsync.gate.set()
+    assert await accepted
+    assert fsync.paths[-1] == str(db_path.with_name(f"{db_path.name}-wal").resolve())
+
+
+async def test_requests_during_an_fsync_share_the_next_commit(store: SqliteStore, fsync: GatedSync) -> None:
+    """While one fsync runs, new requests wait for it, then all go in one commit and one fsync."""
+    fsync.gate.clear()
+    first = asyncio.ensure_future(store.accept(delivery("d-0"), [new_job()]))
+    await fsync.wait_entered()
+    commits = store.commits
+    later = [asyncio.ensure_future(store.accept(delivery(f"d-{i}"), [new_job()])) for i in range(1, 20)]
+    await asyncio.sleep(0.05)
+    assert store.commits == commits  # held back: the loop stays free while the fsync runs
+    fsync.gate.set()
+    assert await first
+    assert all(await asyncio.gather(*later))
+    assert store.commits == commits + 1
+    assert len(await store.list_jobs(limit=100)) == 20
+
+
+async def test_a_failed_fsync_fails_the_requests_it_was_to_make_durable(
+    store: SqliteStore, fsync: GatedSync
+) -> None:
+    """fdatasync failing means those commits may not survive a power loss: their callers get the
+    error (the webhook answers 500 and GitHub may redeliver); the store goes on working."""
+    fsync.error = OSError(5, "Input/output error")
+    with pytest.raises(OSError, match="Input/output error"):
+        await store.accept(delivery("d-1"), [new_job()])
+    assert await store.accept(delivery("d-2"), [new_job()])
+
+
+async def test_close_answers_every_request_after_the_last_fsync(db_path: Path, fsync: GatedSync) -> None:
+    store = SqliteStore(db_path, on_loop=True)
+    await store.open()
+    fsync.gate.clear()
+    tasks = [asyncio.ensure_future(store.accept(delivery(f"d-{i}"), [new_job()])) for i in range(30)]
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(store.close())
+    await fsync.wait_entered()
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    fsync.gate.set()
+    await closing
+    assert all(await asyncio.gather(*tasks))
+    reopened = SqliteStore(db_path)
+    await reopened.open()
+    try:
+        assert len(await reopened.list_jobs(limit=100)) == 30
+    finally:
+        await reopened.close()
+
+
+async def test_in_memory_on_loop_store_answers_without_a_syncer() -> None:
+    store = SqliteStore(":memory:", on_loop=True)
+    await store.open()
+    try:
+        assert await store.accept(delivery(), [new_job()])
+        assert store._syncer is None
+    finally:
+        await store.close()
+
+
+async def test_the_syncer_reopens_a_replaced_wal_file(tmp_path: Path, fsync: GatedSync) -> None:
+    """Should the WAL file ever be replaced (SQLite deletes it only when the last connection closes),
+    the next fsync syncs the new file, not the unlinked one."""
+    wal = tmp_path / "x.db-wal"
+    wal.write_bytes(b"old")
+    settled: list[list[int]] = []
+    syncer: WalSyncer[int] = WalSyncer(str(wal), lambda batch, error: settled.append(batch))
+    syncer.open()
+    try:
+        wal.unlink()
+        wal.write_bytes(b"new")
+        syncer.add([1, 2])
+        await syncer.drain()
+        assert settled == [[1, 2]]
+        assert fsync.paths[-1] == str(wal.resolve())
+    finally:
+        syncer.close()

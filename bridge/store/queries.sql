@@ -54,12 +54,11 @@ WHERE id IN (
 RETURNING id, lane, before, after, pushed_at
 
 -- lower_lane --
--- Create the lane or bring its next due time forward to :due_at (a NULL next_due means "never").
+-- Create the lane or bring its next due time forward to :due_at (a NULL next_due means "never"). A lane
+-- already due as early is left alone: not rewritten (with its next_due index entry) to the same value.
 INSERT INTO lanes (lane, next_due) VALUES (:lane, :due_at)
-ON CONFLICT (lane) DO UPDATE SET next_due = CASE
-    WHEN lanes.next_due IS NULL OR lanes.next_due > excluded.next_due THEN excluded.next_due
-    ELSE lanes.next_due
-END
+ON CONFLICT (lane) DO UPDATE SET next_due = excluded.next_due
+WHERE lanes.next_due IS NULL OR lanes.next_due > excluded.next_due
 
 -- claim_lane@sqlite --
 -- The single writer thread serialises claims, so no row lock is needed.

@@ -112,12 +112,18 @@ def _sizes(count: int) -> list[int]:
     return sizes
 
 
-def _replacer(jobs: Sequence[tuple[Any, ...]], first: int, replaced: t.Replaced) -> int:
+def _replacer(
+    jobs: Sequence[tuple[Any, ...]],
+    first: int,
+    followers: dict[tuple[str, str], list[int]],
+    replaced: t.Replaced,
+) -> int:
     """Which of the new ``jobs`` (rows of the bulk insert, ids from ``first`` on) replaced ``replaced``:
-    the first that the rule names, as if the accepts had run one by one."""
-    for offset, row in enumerate(jobs):
-        new = Link(first + offset, before=row[9], after=row[10], pushed_at=row[11])
-        if row[1] == replaced.lane and replaces(new, replaced):
+    the first that the rule names, as if the accepts had run one by one. ``followers`` maps (lane,
+    before) to the offsets of the new jobs with it, in order: only those can directly follow it."""
+    for offset in followers.get((replaced.lane, replaced.after), ()):
+        row = jobs[offset]
+        if replaces(Link(first + offset, before=row[9], after=row[10], pushed_at=row[11]), replaced):
             return offset
     raise AssertionError(f"no new job replaced job {replaced.id}")  # pragma: no cover - the SQL's rule
 
@@ -538,9 +544,8 @@ class SqliteStore(SqlStore):
                     "INSERT INTO lanes (lane, next_due)",
                     "(?, ?)",
                     count,
-                    " ON CONFLICT (lane) DO UPDATE SET next_due = CASE"
-                    " WHEN lanes.next_due IS NULL OR lanes.next_due > excluded.next_due"
-                    " THEN excluded.next_due ELSE lanes.next_due END",
+                    " ON CONFLICT (lane) DO UPDATE SET next_due = excluded.next_due"
+                    " WHERE lanes.next_due IS NULL OR lanes.next_due > excluded.next_due",
                 )
             else:
                 sql = _rows_sql(f"INSERT INTO jobs ({_JOB_COLUMNS})", _JOB_ROW, count)
@@ -608,10 +613,13 @@ class SqliteStore(SqlStore):
             # the next id: the new jobs are ids first..last, in the order of ``jobs``.
             last = cast(int, cursor.lastrowid)
             first = last - len(jobs) + 1
-            for gone in t.supersede_on_arrival(
-                Tx(cursor, self._queries), first=first, last=last, delivery_id=None
-            ):
-                replaced[owners[_replacer(jobs, first, gone)]].append(gone.id)
+            gone = t.supersede_on_arrival(Tx(cursor, self._queries), first=first, last=last, delivery_id=None)
+            if gone:
+                followers: dict[tuple[str, str], list[int]] = {}
+                for offset, row in enumerate(jobs):
+                    followers.setdefault((row[1], row[9]), []).append(offset)
+                for old in gone:
+                    replaced[owners[_replacer(jobs, first, followers, old)]].append(old.id)
         for index in fresh:
             results[index] = Accepted(tuple(sorted(replaced[index])))
         return results

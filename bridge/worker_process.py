@@ -9,7 +9,8 @@ stalled every group commit behind the busy event loop (``bench/README.md`` has t
 ingress process (uvicorn, PID 1)                     worker process (python -m bridge.worker_process)
 POST /webhooks/github                                owns the SQLite database (SQLite) and its writer
   verify, parse, route                               runs the lanes, tracker and pruner loops
-  store.accept ── SQLite: RemoteStore ── socket ──▶  store.accept (group commit)
+  store.accept ── SQLite: RemoteStore ── socket ──▶  store.accept_many (group commit on this loop,
+               │   (one call per loop turn)           answered after fdatasync of the WAL)
                └─ PostgreSQL: its own pool
   service.wake ───────────────────────── socket ──▶  "wake" (at most one per event-loop turn)
 /readyz, /metrics ── ping, counts, metrics ───────▶  answered from its store and its metrics
@@ -47,7 +48,7 @@ from typing import Any, Final
 import structlog
 
 from bridge.core.jobs import DeliveryRecord, NewJob
-from bridge.ipc import Channel, ChannelClosed, Handler, RemoteError, encode, read, serve
+from bridge.ipc import Answered, Channel, ChannelClosed, Handler, RemoteError, encode, read, serve
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.store.base import Accepted
@@ -94,14 +95,17 @@ class WorkerProcess:
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def call(self, method: str, *args: Any) -> Any:
-        return await self.request(method, *args)
+        return await self._open_channel().call(method, *args)
 
-    def request(self, method: str, *args: Any) -> asyncio.Future[Any]:
-        """Send a call now; the future of its answer."""
+    def send(self, method: str, args: tuple[Any, ...], answered: Answered) -> None:
+        """``Channel.send`` to the worker process: written at once, ``answered`` told the outcome."""
+        self._open_channel().send(method, args, answered)
+
+    def _open_channel(self) -> Channel:
         channel = self._channel
         if channel is None or channel.closed:
             raise ChannelClosed("the worker process is not running (restarting)")
-        return channel.request(method, *args)
+        return channel
 
     def wake(self) -> None:
         """Tell the worker process new jobs were stored; at most one message per event-loop turn."""
@@ -206,21 +210,19 @@ class WorkerProcess:
 _Pending = tuple[tuple[Any, ...], list[tuple[Any, ...]], "asyncio.Future[tuple[int, ...] | None]"]
 
 
-def _settle_accepts(batch: Sequence[_Pending], answer: asyncio.Future[Any]) -> None:
-    """Hand each accept of a batch its own outcome from the batch's one answer."""
-    error = answer.exception()
-    outcomes = [] if error is not None else answer.result()
+def _settle_accepts(batch: Sequence[_Pending], ok: bool, answer: Any) -> None:
+    """Hand each accept of a batch its own outcome from the batch's one answer (or its one error)."""
     for index, (_, _, future) in enumerate(batch):
-        if future.done():
+        if future.done():  # the request was cancelled (its client went away)
             continue
-        if error is not None:
-            future.set_exception(error)
+        if not ok:
+            future.set_exception(answer)
+            continue
+        accepted, value = answer[index]
+        if accepted:
+            future.set_result(value)
         else:
-            ok, value = outcomes[index]
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(RemoteError(*value))
+            future.set_exception(RemoteError(*value))
 
 
 class RemoteStore:
@@ -258,14 +260,11 @@ class RemoteStore:
 
     def _send_batch(self) -> None:
         batch, self._batch = self._batch, []
+        items = [(d, jobs) for d, jobs, _ in batch]
         try:
-            answer = self._process.request("accept_many", [(d, jobs) for d, jobs, _ in batch])
+            self._process.send("accept_many", (items,), lambda ok, answer: _settle_accepts(batch, ok, answer))
         except ChannelClosed as error:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            return
-        answer.add_done_callback(lambda done: _settle_accepts(batch, done))
+            _settle_accepts(batch, False, error)
 
     async def counts(self) -> Mapping[str, int]:
         counts: Mapping[str, int] = await self._process.call("counts")

@@ -72,20 +72,49 @@ async def test_notices_are_delivered_without_an_answer(
     assert noticed == ["wake"]
 
 
+async def test_a_sent_call_tells_its_callback_the_outcome(
+    pair: tuple[Channel, list[Any], asyncio.Task[None]],
+) -> None:
+    """send(): the callback hears the answer (or the handler's error) as soon as it is read."""
+    channel, _, _ = pair
+    heard: list[tuple[bool, Any]] = []
+    done = asyncio.Event()
+
+    def answered(ok: bool, value: Any) -> None:
+        heard.append((ok, value))
+        if len(heard) == 2:
+            done.set()
+
+    channel.send("echo", (1, "one"), answered)
+    channel.send("fail", ("no good",), answered)
+    await asyncio.wait_for(done.wait(), 5)
+    failed, echoed = sorted(heard, key=lambda outcome: outcome[0])  # each call is its own task
+    assert echoed == (True, (1, "one"))
+    assert failed[0] is False
+    assert isinstance(failed[1], RemoteError)
+    assert failed[1].kind == "ValueError"
+
+
 async def test_waiting_calls_fail_when_the_other_side_goes_away() -> None:
     ours, theirs = socket.socketpair()
     reader, writer = await asyncio.open_connection(sock=ours)
     channel = Channel(reader, writer)
     reading = asyncio.create_task(channel.run())
     waiting = asyncio.create_task(channel.call("anything"))
+    heard: list[tuple[bool, Any]] = []
+    channel.send("anything", (), lambda ok, value: heard.append((ok, value)))
     await asyncio.sleep(0.01)
     theirs.close()  # nobody will ever answer
     with pytest.raises(ChannelClosed):
         await waiting
+    assert [ok for ok, _ in heard] == [False]
+    assert isinstance(heard[0][1], ChannelClosed)
     await reading
     assert channel.closed
     with pytest.raises(ChannelClosed):
         await channel.call("anything")
+    with pytest.raises(ChannelClosed):
+        channel.send("anything", (), lambda ok, value: None)
 
 
 async def test_an_oversized_frame_is_refused() -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from bridge.core.jobs import DeliveryRecord
 from bridge.emulator.testing import RunningEmulator
-from bridge.ipc import ChannelClosed, RemoteError
+from bridge.ipc import Answered, ChannelClosed, RemoteError
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.store.base import Accepted
@@ -96,13 +96,13 @@ async def test_accepts_of_one_turn_travel_as_one_call_and_each_gets_its_own_outc
     store = RemoteStore(worker)
     assert await store.accept(delivery(40), [new_job(after=40, due_at=1e12)]) == Accepted()
     calls: list[str] = []
-    request = worker.request
+    send = worker.send
 
-    def counting(method: str, *args: object) -> asyncio.Future[object]:
+    def counting(method: str, args: tuple[object, ...], answered: Answered) -> None:
         calls.append(method)
-        return request(method, *args)
+        send(method, args, answered)
 
-    monkeypatch.setattr(worker, "request", counting)
+    monkeypatch.setattr(worker, "send", counting)
     refused = new_job(after=42, due_at=1e12, lane=None)  # jobs.lane is NOT NULL
     outcomes = await asyncio.gather(
         store.accept(delivery(40), [new_job(after=40, due_at=1e12)]),

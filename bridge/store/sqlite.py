@@ -1,4 +1,5 @@
-"""The embedded store: SQLite in WAL mode, one replica, every write group-committed by one thread.
+"""The embedded store: SQLite in WAL mode, one replica, every write group-committed by one thread
+(or, ``on_loop=True``, on the event loop; see below).
 
 ```
 event loop                          writer thread (owns the only connection)
@@ -27,6 +28,19 @@ worker superseding the jobs a newer push replaced) runs as one ``UPDATE ... WHER
 If SQLite itself aborts the whole transaction (disk full, I/O error), every request of the batch that
 had not failed on its own gets that error; the requests not yet run go to a fresh transaction. If the
 COMMIT fails, every request of the batch gets the error: nothing of it was stored.
+
+``on_loop=True`` (the worker process, which owns the database): the same group commits run on the
+caller's event loop instead of a writer thread, one per turn of the loop that made requests, and
+``synchronous=NORMAL``: a :class:`~bridge.store.walsync.WalSyncer` calls ``fdatasync`` on the WAL in
+a thread of its own and settles each request's future only after the fsync that followed its commit,
+so "returned" still means "on disk". While an fsync runs, new requests wait and then share one
+commit. Why: in the worker process the writer thread and the event loop (the ingress's calls, the
+lanes, the Sync client) passed the GIL back and forth at every statement; measured under wrk, the
+writer spent a quarter of its time waiting for the GIL and a third in ``fdatasync`` with the next
+batch waiting behind it (``bench/README.md``, sixth round). On the loop there is no hand-off, and the
+fsync no longer holds up the next batch's statements. The price: a statement that waits for a lock
+(another process writing, ``busy_timeout``) blocks that loop, which is why the ingress and the admin
+commands keep the writer thread.
 
 Only one process should serve a database file. ``open()`` releases every lane lease left in the file
 (their holder, an earlier process, is dead), unless ``release_leases=False`` (admin commands that run

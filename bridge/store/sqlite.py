@@ -302,6 +302,8 @@ class SqliteStore(SqlStore):
         """Queue every accept at once (no task per accept: they reach the writer together, so they
         share one bulk insert and one commit); each one's result, or the error it raised."""
         futures = [self._enqueue(*_accept_body(delivery, jobs)) for delivery, jobs in accepts]
+        if self._on_loop:
+            self._flush()  # now, not at the end of this turn: the whole batch is here
         outcomes: list[Accepted | Exception | None] = []
         for future in futures:
             try:

@@ -83,14 +83,25 @@ class WalSyncer(Generic[T]):
     def _start(self) -> None:
         batch, self._waiting = self._waiting, []
         loop = asyncio.get_running_loop()
-        self._running = running = loop.run_in_executor(self._executor, self._sync)
-        running.add_done_callback(lambda done: self._done(batch, done))
+        self._running = loop.create_future()
+        self._executor.submit(self._sync_then_tell, loop, batch)
 
-    def _done(self, batch: list[T], done: asyncio.Future[None]) -> None:
-        self._running = None
+    def _sync_then_tell(self, loop: asyncio.AbstractEventLoop, batch: list[T]) -> None:
+        """In the sync thread: fsync, then hand the outcome straight to the loop (one wake-up; an
+        executor future would take two turns of the loop to reach its callback)."""
+        try:
+            self._sync()
+        except BaseException as error:
+            loop.call_soon_threadsafe(self._done, batch, error)
+        else:
+            loop.call_soon_threadsafe(self._done, batch, None)
+
+    def _done(self, batch: list[T], error: BaseException | None) -> None:
+        running, self._running = self._running, None
         self.syncs += 1
-        error: BaseException | None = None if done.cancelled() else done.exception()
         self._settle(batch, error)
+        if running is not None:
+            running.set_result(None)
         if self._waiting:
             self._start()
         else:
@@ -104,8 +115,7 @@ class WalSyncer(Generic[T]):
     async def drain(self) -> None:
         """Wait until every outcome added so far is settled."""
         while self._running is not None:
-            with contextlib.suppress(Exception):  # the error went to the requests it concerned
-                await asyncio.shield(self._running)
+            await asyncio.shield(self._running)  # set once that sync's requests are settled
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

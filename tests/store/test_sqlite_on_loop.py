@@ -8,7 +8,7 @@ import asyncio
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +16,9 @@ import pytest
 from bridge.store import open_store
 from bridge.store import walsync as walsync_module
 from bridge.store.sqlite import SqliteStore
-from bridge.store.transactions import Tx
 from bridge.store.walsync import WalSyncer
 from tests.store.builders import delivery, new_job
+from tests.store.test_sqlite import pragma
 
 pytestmark = pytest.mark.anyio
 
@@ -67,14 +67,6 @@ async def store(db_path: Path, fsync: GatedSync) -> AsyncIterator[SqliteStore]:
     yield store
     fsync.gate.set()
     await store.close()
-
-
-def pragma(name: str) -> Callable[[Tx], object]:
-    def body(tx: Tx) -> object:
-        tx.cursor.execute(f"PRAGMA {name}", {})
-        return tx.cursor.fetchall()[0][0]
-
-    return body
 
 
 async def test_open_store_runs_sqlite_on_the_loop_when_asked(db_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from bridge.core.jobs import WAITING_STATES, DeliveryRecord, InvocationStatus, Job, JobState, NewJob
 from bridge.core.supersede import Link, superseded_on_arrival
-from bridge.store.base import Accepted, JobUpdate, LaneSnapshot, StoreClosed, check_update
+from bridge.store.base import Accepted, JobUpdate, LaneSnapshot, StoreClosed, check_update, each_outcome
 
 _LIVE_STATES = WAITING_STATES | {JobState.ACTIVE}
 _FINISHED_STATES = frozenset({JobState.DONE, JobState.SUPERSEDED})
@@ -85,13 +85,7 @@ class MemoryStore:
     async def accept_many(
         self, accepts: Sequence[tuple[DeliveryRecord, Sequence[NewJob]]]
     ) -> list[Accepted | Exception | None]:
-        outcomes: list[Accepted | Exception | None] = []
-        for delivery, jobs in accepts:
-            try:
-                outcomes.append(await self.accept(delivery, jobs))
-            except Exception as error:  # each accept's own outcome
-                outcomes.append(error)
-        return outcomes
+        return await each_outcome(self.accept(delivery, jobs) for delivery, jobs in accepts)
 
     async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> Accepted | None:
         self._check_open()

@@ -13,9 +13,9 @@ returns ``False`` once the caller no longer holds the lane.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 from bridge.core.jobs import DeliveryRecord, InvocationStatus, Job, JobState, NewJob
 from bridge.core.supersede import Link
@@ -101,6 +101,21 @@ def check_update(update: JobUpdate) -> None:
             ok = name in _TEXT_FIELDS and isinstance(value, str)
         if not ok:
             raise ValueError(f"job field {name!r} cannot be set to {value!r} (job {update.job_id})")
+
+
+T = TypeVar("T")
+
+
+async def each_outcome(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
+    """Await each of ``calls`` in turn; its result, or the exception it raised (``accept_many``: one
+    accept's error is its own answer, not its neighbours')."""
+    outcomes: list[T | Exception] = []
+    for call in calls:
+        try:
+            outcomes.append(await call)
+        except Exception as error:  # the error is the outcome
+            outcomes.append(error)
+    return outcomes
 
 
 class IngressStore(Protocol):

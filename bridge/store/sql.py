@@ -7,14 +7,13 @@ committed. Arguments are checked here, before anything reaches the database.
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TypeVar
 
 from bridge.core.jobs import DeliveryRecord, Job, JobState, NewJob
 from bridge.store import transactions as t
-from bridge.store.base import Accepted, JobUpdate, LaneSnapshot, check_update
+from bridge.store.base import Accepted, JobUpdate, LaneSnapshot, check_update, each_outcome
 from bridge.store.transactions import Tx
 
 T = TypeVar("T")
@@ -49,15 +48,8 @@ class SqlStore(ABC):
     async def accept_many(
         self, accepts: Sequence[tuple[DeliveryRecord, Sequence[NewJob]]]
     ) -> list[Accepted | Exception | None]:
-        """``accept`` of each of ``accepts``, concurrently; each one's result, or the error it raised
-        (the worker process answers the ingress's batched accepts with this)."""
-        results = await asyncio.gather(*(self.accept(d, j) for d, j in accepts), return_exceptions=True)
-        outcomes: list[Accepted | Exception | None] = []
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result  # cancelled: the caller's problem, not an accept's outcome
-            outcomes.append(result)
-        return outcomes
+        """``accept`` of each of ``accepts``, one after another; each one's result, or its error."""
+        return await each_outcome(self.accept(delivery, jobs) for delivery, jobs in accepts)
 
     async def claim_lane(self, *, owner: str, now: float, lease: float) -> str | None:
         return await self._transact(lambda tx: t.claim_lane(tx, owner=owner, now=now, lease=lease))

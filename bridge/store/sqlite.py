@@ -65,7 +65,7 @@ from bridge.core.errors import ConfigError
 from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.core.supersede import Link, replaces
 from bridge.store import transactions as t
-from bridge.store.base import Accepted, JobUpdate, StoreClosed, check_update
+from bridge.store.base import Accepted, JobUpdate, StoreClosed, check_update, each_outcome
 from bridge.store.migrate import apply_migrations, split_sqlite_script
 from bridge.store.queries import load_queries
 from bridge.store.sql import SqlStore
@@ -304,13 +304,7 @@ class SqliteStore(SqlStore):
         futures = [self._enqueue(*_accept_body(delivery, jobs)) for delivery, jobs in accepts]
         if self._on_loop:
             self._flush()  # now, not at the end of this turn: the whole batch is here
-        outcomes: list[Accepted | Exception | None] = []
-        for future in futures:
-            try:
-                outcomes.append(await future)
-            except Exception as error:  # one accept's error is its own answer
-                outcomes.append(error)
-        return outcomes
+        return await each_outcome(futures)
 
     async def apply(self, updates: Sequence[JobUpdate], *, now: float, owner: str | None = None) -> bool:
         frozen = tuple(updates)

@@ -122,6 +122,3 @@ class WalSyncer(Generic[T]):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-
-    def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return f"WalSyncer({self._path!r}, waiting={len(self._waiting)}, syncs={self.syncs})"

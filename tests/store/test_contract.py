@@ -9,7 +9,7 @@ import pytest
 
 from bridge.core.jobs import InvocationStatus, JobState
 from bridge.core.supersede import Link
-from bridge.store.base import FieldValue, JobUpdate, Store, StoreClosed
+from bridge.store.base import Accepted, FieldValue, JobUpdate, Store, StoreClosed
 from tests.store.builders import SHA_A, SHA_B, SHA_C, delivery, new_job
 from tests.store.conftest import StoreFactory
 
@@ -141,6 +141,22 @@ async def test_duplicate_delivery_is_refused_and_stores_nothing(store: Store) ->
     assert await store.accept(delivery(), [new_job()])
     assert not await store.accept(delivery(), [new_job(lane="lane-2"), new_job(lane="lane-3")])
     assert [job.lane for job in await store.list_jobs()] == ["lane-1"]
+
+
+async def test_accept_many_answers_each_accept_as_accept_would(store: Store) -> None:
+    """The worker process's batched accepts: a redelivery, a new push, and a push that replaces the
+    one just before it in the same batch each get what accept() would have returned."""
+    assert await store.accept(delivery("d-1"), [new_job(**follows(SHA_A, SHA_B))])
+    [first] = await store.list_jobs()
+    outcomes = await store.accept_many(
+        [
+            (delivery("d-1"), [new_job(**follows(SHA_A, SHA_B))]),
+            (delivery("d-2"), [new_job(**follows(SHA_B, SHA_C))]),
+            (delivery("d-2"), [new_job(**follows(SHA_B, SHA_C))]),  # again within the batch
+        ]
+    )
+    assert outcomes == [None, Accepted((first.id,)), None]
+    assert [job.after for job in await store.list_jobs(states=[JobState.QUEUED])] == [SHA_C]
 
 
 async def test_same_delivery_id_from_another_hook_is_a_new_delivery(store: Store) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bridge.ipc import MAX_FRAME, Channel, ChannelClosed, RemoteError, read, serve
+from bridge.ipc import MAX_FRAME, Answered, Channel, ChannelClosed, Link, RemoteError, encode, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -23,8 +23,8 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def pair() -> AsyncIterator[tuple[Channel, list[Any], asyncio.Task[None]]]:
     ours, theirs = socket.socketpair()
-    reader, writer = await asyncio.open_connection(sock=ours)
-    their_reader, their_writer = await asyncio.open_connection(sock=theirs)
+    link = await Link.open(ours)
+    their_link = await Link.open(theirs)
     noticed: list[Any] = []
 
     async def echo(*args: Any) -> Any:
@@ -34,14 +34,25 @@ async def pair() -> AsyncIterator[tuple[Channel, list[Any], asyncio.Task[None]]]
     async def fail(message: str) -> None:
         raise ValueError(message)
 
+    def at_once(answered: Answered, *args: Any) -> None:
+        answered(True, ("at once", *args))
+
+    def refuse(answered: Answered, message: str) -> None:
+        raise ValueError(message)
+
     server = asyncio.create_task(
-        serve(their_reader, their_writer, {"echo": echo, "fail": fail}, {"note": noticed.append})
+        serve(
+            their_link,
+            {"echo": echo, "fail": fail},
+            {"note": noticed.append},
+            {"at_once": at_once, "refuse": refuse},
+        )
     )
-    channel = Channel(reader, writer)
+    channel = Channel(link)
     reading = asyncio.create_task(channel.run())
     yield channel, noticed, server
     channel.close()
-    their_writer.close()
+    their_link.close()
     await asyncio.gather(reading, server, return_exceptions=True)
 
 
@@ -95,10 +106,44 @@ async def test_a_sent_call_tells_its_callback_the_outcome(
     assert failed[1].kind == "ValueError"
 
 
+async def test_a_callback_handler_answers_without_a_task_and_its_error_travels_back(
+    pair: tuple[Channel, list[Any], asyncio.Task[None]],
+) -> None:
+    channel, _, _ = pair
+    assert await channel.call("at_once", 1, 2) == ("at once", 1, 2)
+    with pytest.raises(RemoteError, match="ValueError: refused") as raised:
+        await channel.call("refuse", "refused")
+    assert raised.value.kind == "ValueError"
+    with pytest.raises(RemoteError, match="KeyError"):
+        await channel.call("no such method")
+    assert await channel.call("echo", 2) == (2,)  # the channel carries on
+
+
+async def test_frames_split_and_joined_anyhow_come_out_whole_and_in_order() -> None:
+    """The bytes of a socket arrive in pieces of any size: a frame cut anywhere, several in one."""
+    link = Link()
+    heard: list[Any] = []
+    link.receive(heard.append)
+    messages = [("m", n, "x" * (n * 37)) for n in range(30)]
+    stream = b"".join(encode(message) for message in messages)
+    for start in range(0, len(stream), 7):  # 7 bytes at a time, across headers and bodies
+        link.data_received(stream[start : start + 7])
+    link.data_received(b"".join(encode(message) for message in messages))  # all in one go
+    assert heard == messages * 2
+
+
+async def test_messages_wait_for_a_receiver_and_the_first_can_be_taken_alone() -> None:
+    link = Link()
+    link.data_received(encode(("init", 1)) + encode(("call", 2)))
+    assert await link.first() == ("init", 1)
+    heard: list[Any] = []
+    link.receive(heard.append)
+    assert heard == [("call", 2)]
+
+
 async def test_waiting_calls_fail_when_the_other_side_goes_away() -> None:
     ours, theirs = socket.socketpair()
-    reader, writer = await asyncio.open_connection(sock=ours)
-    channel = Channel(reader, writer)
+    channel = Channel(await Link.open(ours))
     reading = asyncio.create_task(channel.run())
     waiting = asyncio.create_task(channel.call("anything"))
     heard: list[tuple[bool, Any]] = []
@@ -117,8 +162,15 @@ async def test_waiting_calls_fail_when_the_other_side_goes_away() -> None:
         channel.send("anything", (), lambda ok, value: None)
 
 
-async def test_an_oversized_frame_is_refused() -> None:
-    reader = asyncio.StreamReader()
-    reader.feed_data(struct.pack("!I", MAX_FRAME + 1))
-    with pytest.raises(ValueError, match="over the"):
-        await read(reader)
+async def test_an_oversized_frame_closes_the_link_and_fails_the_waiting_calls() -> None:
+    ours, theirs = socket.socketpair()
+    channel = Channel(await Link.open(ours))
+    reading = asyncio.create_task(channel.run())
+    waiting = asyncio.create_task(channel.call("anything"))
+    await asyncio.sleep(0.01)
+    theirs.sendall(struct.pack("!I", MAX_FRAME + 1))  # no such frame is ever read in
+    with pytest.raises(ChannelClosed):
+        await asyncio.wait_for(waiting, 5)
+    await reading
+    assert channel.closed
+    theirs.close()

@@ -163,7 +163,14 @@ async def _send(send: Send, answer: Answer, extra: list[tuple[bytes, bytes]] | N
 
 @asgi(PATH, copy_scope=False)
 async def github_webhook(scope: Scope, receive: Receive, send: Send) -> None:
-    service: Service = scope["litestar_app"].state.service
+    """The route in Litestar's table (a path Litestar normalises, e.g. with a trailing slash, and any
+    app that mounts the bridge's Litestar app directly); :class:`bridge.http.app.Ingress` calls
+    :func:`serve_webhook` without it."""
+    await serve_webhook(scope["litestar_app"].state.service, scope, receive, send)
+
+
+async def serve_webhook(service: Service, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one request to the webhook's path, whatever its method."""
     method = cast("HTTPScope", scope)["method"]
     if method != "POST":
         message = f"Method {method} not allowed: this endpoint takes POST"

@@ -301,10 +301,18 @@ class SqliteStore(SqlStore):
     ) -> list[Accepted | Exception | None]:
         """Queue every accept at once (no task per accept: they reach the writer together, so they
         share one bulk insert and one commit); each one's result, or the error it raised."""
+        return await each_outcome(self.accept_soon(accepts))
+
+    def accept_soon(
+        self, accepts: Sequence[tuple[DeliveryRecord, Sequence[NewJob]]]
+    ) -> list[asyncio.Future[Accepted | None]]:
+        """Queue every accept at once, for one bulk insert and one commit; the future of each one's
+        result. On the loop, the batch's SQL runs now, not at the end of this turn (the whole batch is
+        here); each future is settled once the commit is on disk."""
         futures = [self._enqueue(*_accept_body(delivery, jobs)) for delivery, jobs in accepts]
         if self._on_loop:
-            self._flush()  # now, not at the end of this turn: the whole batch is here
-        return await each_outcome(futures)
+            self._flush()
+        return futures
 
     async def apply(self, updates: Sequence[JobUpdate], *, now: float, owner: str | None = None) -> bool:
         frozen = tuple(updates)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from structlog.testing import capture_logs
@@ -15,7 +16,8 @@ from structlog.testing import capture_logs
 from bridge.clients.sync import SyncClient
 from bridge.core.errors import PayloadTooLarge
 from bridge.core.jobs import JobState
-from bridge.http.app import create_app
+from bridge.http.app import Ingress as IngressApp
+from bridge.http.app import create_app, create_litestar
 from bridge.http.webhooks import read_body
 from bridge.ipc import ChannelClosed
 from bridge.routes_file import parse_routes_text
@@ -48,6 +50,34 @@ async def test_push_is_accepted_and_stored(ingress: Ingress) -> None:
     assert [(j.state, j.repository, j.after) for j in jobs] == [
         (JobState.QUEUED, "bkeepers-inc/test", load_payload("captured/probot/push.json")["after"])
     ]
+
+
+async def test_the_webhook_answers_the_same_past_litestar_and_through_it(ingress: Ingress) -> None:
+    """``/webhooks/github`` skips Litestar (``Ingress``); a path only Litestar's router normalises to it
+    (a trailing slash) reaches the same handler through Litestar's route table, as do other routes."""
+    litestar = create_litestar(ingress.service)
+    routed: list[str] = []
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        routed.append(scope["path"])
+        await litestar(scope, receive, send)
+
+    app = IngressApp(cast(Any, counting), ingress.service)
+    # No lifespan here: the fixture's client started the service already.
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bridge") as client:
+        direct = await client.post(
+            "/webhooks/github", content=PUSH, headers=signed_headers(PUSH, delivery="d-direct")
+        )
+        assert routed == []
+        through = await client.post(
+            "/webhooks/github/", content=PUSH, headers=signed_headers(PUSH, delivery="d-routed")
+        )
+        assert routed == ["/webhooks/github/"]
+        health = await client.get("/healthz")
+    assert (direct.status_code, through.status_code, health.status_code) == (202, 202, 200)
+    assert routed[-1] == "/healthz"
+    assert [direct.json()["status"], through.json()["status"]] == ["accepted", "accepted"]
+    assert {j.delivery_id for j in await ingress.store.list_jobs()} == {"d-direct", "d-routed"}
 
 
 async def test_every_matching_route_gets_a_job(ingress: Ingress) -> None:

@@ -188,6 +188,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--env", action="append", default=[], help="extra BRIDGE_X=Y for the bridge")
     parser.add_argument(
+        "--before-env",
+        action="append",
+        default=[],
+        help="extra BRIDGE_X=Y for the 'before' server only (with --before .: one tree, two settings)",
+    )
+    parser.add_argument(
         "--before",
         type=Path,
         default=None,
@@ -210,11 +216,13 @@ def main() -> None:
         extra = dict(item.split("=", 1) for item in args.env)
         servers: dict[str, Proc] = {}
 
-        def start_copy(name: str, routes: str, *, src: Path | None = None) -> Proc:
+        def start_copy(
+            name: str, routes: str, *, src: Path | None = None, more: dict[str, str] | None = None
+        ) -> Proc:
             """``bridge serve`` with ``routes`` in a scratch directory of its own, ``name`` in the log."""
             directory = folder / name
             directory.mkdir()
-            env = bridge_env(directory, sync_url=emulator.url, routes=routes, **extra)
+            env = bridge_env(directory, sync_url=emulator.url, routes=routes, **{**extra, **(more or {})})
             proc = start_bridge(directory, env, cpus=server_cpus, name=name, src=src)
             procs.append(proc)
             return proc
@@ -238,7 +246,8 @@ def main() -> None:
                 f"{scaled}: Sync calls during start-up: {startup_calls['sync_calls_at_startup']}", flush=True
             )
         if args.before:
-            servers["before"] = start_copy("before", routes, src=args.before.resolve())
+            before_extra = dict(item.split("=", 1) for item in args.before_env)
+            servers["before"] = start_copy("before", routes, src=args.before.resolve(), more=before_extra)
         servers["bare"] = start_bare(folder, cpus=server_cpus)
         procs.append(servers["bare"])
         bodies_file = folder / "bodies.bin"

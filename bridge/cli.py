@@ -298,7 +298,13 @@ def cmd_emulator(args: argparse.Namespace) -> None:
 
     token = args.token or os.environ.get("BRIDGE_SYNC_TOKEN") or DEV_TOKEN
     print(f"Chroma Sync emulator on http://{args.host}:{args.port}", flush=True)
-    asyncio.run(serve_emulator(host=args.host, port=args.port, token=token))
+    serving = serve_emulator(host=args.host, port=args.port, token=token)
+    try:  # uvicorn[standard] brings uvloop, as for the bridge's own processes
+        import uvloop
+    except ImportError:  # pragma: no cover
+        asyncio.run(serving)
+    else:
+        uvloop.run(serving)
 
 
 # --------------------------------------------------------------------------- parser

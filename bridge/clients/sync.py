@@ -116,11 +116,13 @@ class SyncClient:
         self._base_url = base_url.rstrip("/")
         self._token = token
         self._owns_client = client is None
+        # Our own lean transport is called directly (see _request); None with a caller's client, or
+        # when a proxy is configured (httpx's own transport then, through the client).
+        self._lean = default_transport() if client is None else None
         self._client = (
-            client
-            if client is not None
-            else httpx.AsyncClient(timeout=timeout, transport=default_transport())
+            client if client is not None else httpx.AsyncClient(timeout=timeout, transport=self._lean)
         )
+        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
         self._source_body_shape = source_body_shape
 
     def __repr__(self) -> str:
@@ -268,9 +270,25 @@ class SyncClient:
         """Send one request; a non-2xx answer or a transport failure becomes a :class:`SyncError`."""
         query = {key: str(value) for key, value in (params or {}).items() if value is not None}
         try:
-            response = await self._client.request(
-                method, self._base_url + path, params=query, json=json, headers=self._headers()
-            )
+            if self._lean is not None:
+                # Straight to the transport: the client's layers in between (URL and header merging,
+                # a cookie jar that builds a urllib Request per response, auth and redirect loops)
+                # cost as much CPU per call as the transport itself and do nothing for these calls:
+                # no cookies, no redirects followed, headers and timeouts set here (bench/README.md,
+                # seventh round). A caller's own client is used as a client.
+                request = httpx.Request(
+                    method,
+                    self._base_url + path,
+                    params=query,
+                    json=json,
+                    headers=self._headers(),
+                    extensions=self._extensions,
+                )
+                response = await self._lean.handle_async_request(request)
+            else:
+                response = await self._client.request(
+                    method, self._base_url + path, params=query, json=json, headers=self._headers()
+                )
         except httpx.TimeoutException as exc:
             raise SyncTimeout(
                 self._redact(_describe(exc)), method=method, path=path, outcome_unknown=not _never_sent(exc)

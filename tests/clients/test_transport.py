@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from bridge.clients.sync import SyncClient, SyncTransportError
+from bridge.clients.sync import SyncClient, SyncTimeout, SyncTransportError
 from bridge.clients.transport import LeanTransport, default_transport
 from bridge.emulator.testing import RunningEmulator
 from tests.conftest import EMULATOR_TOKEN
@@ -336,3 +336,52 @@ def test_proxy_settings_keep_httpx_s_own_transport(monkeypatch: pytest.MonkeyPat
     assert isinstance(default_transport(), LeanTransport)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     assert default_transport() is None
+
+
+async def test_the_default_sync_client_calls_its_transport_with_its_own_headers_and_timeout(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SyncClient skips httpx.AsyncClient's layers for its own lean transport: the request that goes out
+    carries exactly the client's headers (and the JSON body's), and the client's timeout still holds."""
+    called: list[str] = []
+    client_request = httpx.AsyncClient.request
+
+    async def counting(self: httpx.AsyncClient, *args: object, **kwargs: object) -> httpx.Response:
+        called.append("client")
+        return await client_request(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.AsyncClient, "request", counting)
+    created = b'{"invocation_id": "inv-1"}'
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(created),
+        created,
+    )
+    async with (
+        running(answering(answer)) as server,
+        SyncClient(base_url=server.url, token="ck-secret-token") as sync,
+    ):
+        assert await sync.create_invocation("src-1", collection="c-1", sha="a" * 40) == "inv-1"
+    assert called == []  # never through the client
+    head, _, body = server.requests[0].partition(b"\r\n\r\n")
+    request_line, *lines = head.decode().split("\r\n")
+    assert request_line == "POST /api/v1/sources/src-1/invocations HTTP/1.1"
+    names = sorted(line.partition(":")[0].lower() for line in lines)
+    assert names == ["accept", "content-length", "content-type", "host", "user-agent", "x-chroma-token"]
+    assert b'"sha":"' + b"a" * 40 in body.replace(b" ", b"")
+
+    def make(server: Server) -> Handler:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            await asyncio.sleep(5)
+
+        return handler
+
+    async with (
+        running(make) as server,
+        SyncClient(base_url=server.url, token="ck-secret-token", timeout=0.2) as sync,
+    ):
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(SyncTimeout) as caught:
+            await sync.get_invocation("inv-1")
+        assert asyncio.get_running_loop().time() - started < 2
+    assert caught.value.outcome_unknown

@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -311,20 +312,27 @@ def main() -> None:
 
         open_names = ["bare", "bridge", *(["before"] if args.before else [])]
         open_results: dict[str, list[OpenLoopResult]] = {name: [] for name in open_names}
+        open_cpu: dict[str, list[float]] = {}
         if args.rate > 0:
             print(f"open loop at {args.rate:.0f}/s", flush=True)
             for run in range(args.rate_runs):
                 for name in open_names if run % 2 == 0 else open_names[::-1]:
                     wait_idle(procs)
+                    spent = sum(thread_cpu_seconds(servers[name].pid).values())
                     result = _open_loop(
                         servers[name].url, bodies_file, args, load_cpus, f"o{run}{name}{stamp}"
                     )
+                    spent = sum(thread_cpu_seconds(servers[name].pid).values()) - spent
+                    # CPU per delivery at the same offered load: steadier than throughput for an A/B,
+                    # as both servers batch alike (the tail after the last answer is included).
+                    cpu_us = 1e6 * spent / max(1.0, result.achieved_rps * args.rate_seconds)
+                    open_cpu.setdefault(name, []).append(cpu_us)
                     open_results[name].append(result)
                     print(
                         f"  {name:<6} offered {result.offered_rps:.0f}/s achieved {result.achieved_rps:.0f}/s"
                         f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
                         f"  p99.9 {result.p999_ms:6.2f} ms  max {result.max_ms:7.2f} ms"
-                        f"  errors {result.errors} {result.error_kinds or ''}",
+                        f"  {cpu_us:4.0f} us CPU/req  errors {result.errors} {result.error_kinds or ''}",
                         flush=True,
                     )
 
@@ -393,7 +401,7 @@ def main() -> None:
         print(
             f"open loop {name:<6} {summary['offered_rps']:.0f}/s offered: p50 {summary['p50_ms']:.2f} ms,"
             f" p99 {summary['p99_ms']:.2f} ms, p99.9 {summary['p999_ms']:.2f} ms,"
-            f" errors {summary['errors']:.0f}"
+            f" {statistics.median(open_cpu[name]):.0f} us CPU/req, errors {summary['errors']:.0f}"
         )
     print(f"RSS after the run (MB): {', '.join(f'{k} {v:.0f}' for k, v in rss.items())}")
     print(f"store after the run: {counts}")
@@ -406,6 +414,7 @@ def main() -> None:
         "ratios": ratios,
         "runs": {name: [asdict(r) for r in rs] for name, rs in results.items()},
         "open_loop": open_sums,
+        "open_loop_cpu_us_per_request": {name: statistics.median(v) for name, v in open_cpu.items()},
         "open_loop_runs": {name: [asdict(r) for r in rs] for name, rs in open_results.items()},
         "startup": startup_calls,
         "rss_mb": rss,

@@ -1,10 +1,11 @@
 """Calls between the bridge's two processes (the ingress and its worker) over one socket pair.
 
 ```
-ingress process                                        worker process
-Channel.call("accept", record, jobs) ──(id, "accept", args)──▶ serve(): handlers["accept"](*args)
-      await the future              ◀──(id, True, result)───  (each call its own task, so concurrent
-Channel.notify("wake")              ──(None, "wake", ())────▶  accepts share one group commit)
+ingress process                                           worker process
+Channel.send("accept_many", (batch,), answered) ──(id, "accept_many", args)──▶ serve(): callbacks[...]
+      answered(ok, value) as the answer is read ◀──(id, True, result)───  (called as the frame is read,
+Channel.call("counts") / await the future       ◀─────────────────────▶   answers when committed)
+Channel.notify("wake")                          ──(None, "wake", ())──▶   notices["wake"]()
 ```
 
 Frames are a 4-byte big-endian length and a pickle. Hand-written, because asyncio has streams but no
@@ -16,7 +17,9 @@ pickled exception: those may not unpickle) and is raised in the caller as :class
 Each end is a :class:`Link`, an ``asyncio.Protocol``: frames are cut out of the bytes in
 ``data_received`` and handed on in that same callback. A stream reader would wake a reading task
 first, one more turn of the event loop for every frame on each side, and under load one turn lasts
-milliseconds (``bench/README.md``, seventh round).
+milliseconds (``bench/README.md``, seventh round). For the same reason a call to one of the
+``callbacks`` of :func:`serve` (``accept_many``) runs in that callback and answers through the
+function it is given, where a call to one of the ``handlers`` runs as a task of its own.
 """
 
 from __future__ import annotations

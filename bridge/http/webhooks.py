@@ -13,7 +13,10 @@ Reading one body and sending one small JSON answer is simple enough to do by han
 would have given for free is done here explicitly and tested in ``tests/http/test_webhook.py``: the
 body size limit (413, checked on ``Content-Length`` and while reading), 405 with ``Allow`` for other
 methods, the JSON error shape of ``bridge.http.errors``, and a 500 with a log line for anything
-unexpected. Routing, the app's lifespan and every other route stay ordinary Litestar.
+unexpected. The app's lifespan and every other route stay ordinary Litestar; since the seventh round
+the ASGI app in front (``bridge.http.app.Ingress``) sends requests to this path straight to
+:func:`serve_webhook`, past Litestar's router too, and the route below serves only what Litestar
+normalises to it (a trailing slash).
 """
 
 from __future__ import annotations

@@ -95,6 +95,7 @@ def run_server(settings: Settings, *, host: str, port: int) -> None:
 
     from bridge.http.app import create_app
     from bridge.logging import configure_logging
+    from bridge.service import freeze_startup_objects
 
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
     app = create_app(build_service(settings))
@@ -102,6 +103,7 @@ def run_server(settings: Settings, *, host: str, port: int) -> None:
     # found; a no-op one here makes a graceful stop exit with status 0 instead of "killed by SIGTERM".
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    freeze_startup_objects()  # the app and its route table are built
     uvicorn.run(
         app,
         host=host,

@@ -295,7 +295,7 @@ def _die_with_parent(parent: int) -> None:
 async def _run(fd: int) -> int:
     # Imported here: the ingress process imports this module for WorkerProcess only.
     from bridge.logging import configure_logging
-    from bridge.service import replica_name, sync_client, worker_config
+    from bridge.service import freeze_startup_objects, replica_name, sync_client, worker_config
     from bridge.store import open_store
     from bridge.store.sqlite import SqliteStore
     from bridge.worker import Worker
@@ -326,6 +326,7 @@ async def _run(fd: int) -> int:
         await sync.aclose()
         return 1
     worker.start()
+    freeze_startup_objects()
     stopped = asyncio.Event()
 
     async def stop(grace: float) -> None:

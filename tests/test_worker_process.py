@@ -183,3 +183,18 @@ async def test_a_wake_reaches_the_worker_process_at_once(tmp_path: Path, emulato
         await wait_for(lambda: [i.sha for i in emulator.state.invocations.values()] == [sha(20)], within=10)
     finally:
         await process.stop(grace=5)
+
+
+def test_start_up_objects_are_frozen_out_of_the_collectors_sight() -> None:
+    """Both processes freeze what start-up built, so a full collection does not walk it all again."""
+    import gc
+
+    from bridge.service import freeze_startup_objects
+
+    before = gc.get_freeze_count()
+    try:
+        built = [{"route": n} for n in range(1000)]  # stands for the route table
+        freeze_startup_objects()
+        assert gc.get_freeze_count() >= before + len(built)
+    finally:
+        gc.unfreeze()

@@ -280,8 +280,7 @@ class Worker:
         for job_id in plan.cancel:
             await self._cancel(by_id[job_id])
         if plan.create is not None:
-            # No renewal first: every write on the way to the create call is fenced by the lease, and
-            # _create renews it right before the call (one store round trip, and its fsync, fewer).
+            await self._renew(lane)
             cancels = await self._create(by_id[plan.create], jobs)
             if cancels is None:
                 return True, False

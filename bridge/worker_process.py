@@ -303,7 +303,7 @@ async def _run(fd: int) -> int:
     link = await Link.open(socket.socket(fileno=fd))
     try:
         kind, settings, parent = await link.first()
-    except (ConnectionError, ValueError):
+    except ConnectionError:
         return 2
     if kind != "init" or not isinstance(settings, Settings):
         return 2
@@ -334,26 +334,17 @@ async def _run(fd: int) -> int:
             stopped.set()
             await worker.stop(grace=grace)
 
-    running: set[asyncio.Future[Any]] = set()
-
     def accept_many(answered: Answered, items: list[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]) -> None:
         """One batch of the ingress's accepts, answered with, for each, (True, superseded ids or None
         for a redelivery) or (False, (error type, message)). The SQLite store runs the batch now and
         the answer is written as soon as its commit is on disk: no task, no turn of the loop between
         (``bench/README.md``, seventh round)."""
+        assert isinstance(store, SqliteStore)  # registered below for SQLite only
         accepts = [(DeliveryRecord(*delivery), [NewJob(*job) for job in jobs]) for delivery, jobs in items]
-
-        def settled(outcomes: Sequence[Accepted | BaseException | None]) -> None:
-            answered(True, [_answer_of(outcome) for outcome in outcomes])
-
-        if isinstance(store, SqliteStore):
-            futures: Sequence[asyncio.Future[Accepted | None]] = store.accept_soon(accepts)
-        else:  # not reached today: with PostgreSQL the ingress stores its deliveries itself
-            futures = [asyncio.ensure_future(store.accept(*accept)) for accept in accepts]
-            running.update(futures)
-            for future in futures:
-                future.add_done_callback(running.discard)
-        when_settled(futures, settled)
+        when_settled(
+            store.accept_soon(accepts),
+            lambda outcomes: answered(True, [_answer_of(outcome) for outcome in outcomes]),
+        )
 
     async def ready() -> int:
         return os.getpid()
@@ -374,7 +365,11 @@ async def _run(fd: int) -> int:
         "metrics": render_metrics,
         "stop": stop,
     }
-    callbacks: dict[str, CallbackHandler] = {"accept_many": accept_many}
+    # Only the SQLite store takes the ingress's accepts (RemoteStore); with PostgreSQL the ingress
+    # stores its deliveries itself.
+    callbacks: dict[str, CallbackHandler] = (
+        {"accept_many": accept_many} if isinstance(store, SqliteStore) else {}
+    )
     serving = asyncio.create_task(serve(link, handlers, {"wake": worker.wake}, callbacks))
     ended = asyncio.create_task(terminated.wait())
     await asyncio.wait({serving, ended}, return_when=asyncio.FIRST_COMPLETED)

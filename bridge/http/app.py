@@ -27,14 +27,14 @@ class Ingress:
     """
 
     def __init__(self, app: Litestar, service: Service) -> None:
-        self.litestar = app
+        self._litestar = app
         self._service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and scope["path"] == PATH:
             await serve_webhook(self._service, scope, receive, send)
         else:
-            await self.litestar(scope, receive, send)
+            await self._litestar(scope, receive, send)
 
 
 def create_app(service: Service) -> Ingress:

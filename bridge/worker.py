@@ -13,7 +13,8 @@ The create protocol (exactly once in effect, across crashes, retries and replica
 -------------------------------------------------------------------------------------
 1. The collection name is decided at ingress and stored with the job; it is unique per route and
    commit, so it names the intended invocation.
-2. Before calling create, the job moves to ``creating`` in a committed, lane-fenced transaction.
+2. Before calling create, the job moves to ``creating`` in a committed, lane-fenced transaction that
+   also renews the lease (and, usually, supersedes the jobs the new push replaced).
 3. Create. On success the invocation id is recorded (``active``) in the same transaction that
    marks the lane's older pending invocations ``cancel_wanted``; they are then cancelled in the same
    step (202 cancelled, 412 already started: keep following it). A cancel that fails stays
@@ -262,26 +263,23 @@ class Worker:
                     {"state": JobState.SUPERSEDED.value, "error": "this commit is already in flight"},
                 )
             )
-        if updates:
+        creating = by_id[plan.create] if plan.create is not None else None
+        # The usual create (a queued job, its source known) writes the supersedes with its own `creating`
+        # mark, in one transaction that also renews the lease; anything else writes them now.
+        fold = creating is not None and creating.state is JobState.QUEUED and creating.source_id is not None
+        if updates and not fold:
             await self._apply(updates, now=now)
-            replaced = [by_id[update.job_id] for update in updates]
-            # One line per step, not per job: a burst supersedes hundreds at once.
-            log.info(
-                "jobs.superseded",
-                count=len(replaced),
-                repository=replaced[0].repository,
-                branch=replaced[0].branch,
-                job_ids=[job.id for job in replaced],
-                shas=[job.after for job in replaced],
-            )
-            self._metrics.jobs_finished.labels(state="superseded", status="none").inc(len(replaced))
+            self._superseded([by_id[update.job_id] for update in updates])
         for job_id in plan.orphans:
             await self._resolve_orphan(by_id[job_id])
         for job_id in plan.cancel:
             await self._cancel(by_id[job_id])
-        if plan.create is not None:
-            await self._renew(lane)
-            cancels = await self._create(by_id[plan.create], jobs)
+        if creating is not None:
+            if fold:
+                cancels = await self._create(creating, jobs, supersede=updates)
+            else:
+                await self._renew(lane)  # resolving a source or looking up may take a while
+                cancels = await self._create(creating, jobs)
             if cancels is None:
                 return True, False
             # The invocations the new one supersedes are marked cancel_wanted (durably, due now): cancel
@@ -292,8 +290,25 @@ class Worker:
             return bool(plan.orphans), True
         return bool(plan.orphans), False
 
-    async def _apply(self, updates: list[JobUpdate], *, now: float) -> None:
-        if not await self._store.apply(updates, now=now, owner=self._config.owner):
+    def _superseded(self, replaced: Sequence[Job]) -> None:
+        """Log and count jobs just marked superseded: one line per step, not per job (a burst supersedes
+        hundreds at once)."""
+        if not replaced:
+            return
+        log.info(
+            "jobs.superseded",
+            count=len(replaced),
+            repository=replaced[0].repository,
+            branch=replaced[0].branch,
+            job_ids=[job.id for job in replaced],
+            shas=[job.after for job in replaced],
+        )
+        self._metrics.jobs_finished.labels(state="superseded", status="none").inc(len(replaced))
+
+    async def _apply(self, updates: list[JobUpdate], *, now: float, renew: bool = False) -> None:
+        """A fenced apply (``LaneLost`` if the lease is gone); ``renew``: it also renews the lease."""
+        lease = self._config.lease if renew else None
+        if not await self._store.apply(updates, now=now, owner=self._config.owner, lease=lease):
             raise LaneLost()
 
     async def _renew(self, lane: str) -> None:
@@ -314,9 +329,14 @@ class Worker:
         await self._apply([JobUpdate(job.id, {"source_id": source_id})], now=self._clock())
         return source_id
 
-    async def _create(self, job: Job, lane_jobs: Sequence[Job]) -> list[int] | None:
+    async def _create(
+        self, job: Job, lane_jobs: Sequence[Job], *, supersede: Sequence[JobUpdate] = ()
+    ) -> list[int] | None:
         """Create (or adopt) the job's invocation. ``None`` when the lane has no new invocation, else the
-        ids of the lane's older pending invocations it superseded (marked ``cancel_wanted``)."""
+        ids of the lane's older pending invocations it superseded (marked ``cancel_wanted``).
+
+        ``supersede``: the step's updates of the jobs it replaced, written with the ``creating`` mark
+        (the caller passes them only for a queued job whose source is known, so nothing comes first)."""
         ctx = structlog.contextvars.bound_contextvars(
             job_id=job.id, delivery_id=job.delivery_id, repository=job.repository, branch=job.branch,
             sha=job.after, collection=job.collection,
@@ -334,21 +354,19 @@ class Worker:
                             log.info("invocation.adopted", invocation_id=invocation_id)
                     if invocation_id is None:
                         first = job.first_attempt_at if job.first_attempt_at is not None else self._clock()
-                        await self._apply(
-                            [
-                                JobUpdate(
-                                    job.id,
-                                    {
-                                        "state": JobState.CREATING.value,
-                                        "attempts": job.attempts + 1,
-                                        "first_attempt_at": first,
-                                    },
-                                )
-                            ],
-                            now=self._clock(),
+                        mark = JobUpdate(
+                            job.id,
+                            {
+                                "state": JobState.CREATING.value,
+                                "attempts": job.attempts + 1,
+                                "first_attempt_at": first,
+                            },
                         )
-                        # Resolving the source and looking up took time: the lease must outlast this call.
-                        await self._renew(job.lane)
+                        # Renewed in the same transaction: the lease must outlast the create call.
+                        await self._apply([*supersede, mark], now=self._clock(), renew=True)
+                        if supersede:
+                            by_id = {other.id: other for other in lane_jobs}
+                            self._superseded([by_id[update.job_id] for update in supersede])
                         invocation_id = await self._sync.create_invocation(
                             source_id, collection=job.collection, sha=job.after
                         )

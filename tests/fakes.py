@@ -16,7 +16,15 @@ from typing import Any
 
 from bridge.core.jobs import WAITING_STATES, DeliveryRecord, InvocationStatus, Job, JobState, NewJob
 from bridge.core.supersede import Link, superseded_on_arrival
-from bridge.store.base import Accepted, JobUpdate, LaneSnapshot, StoreClosed, check_update, each_outcome
+from bridge.store.base import (
+    Accepted,
+    JobUpdate,
+    LaneSnapshot,
+    StoreClosed,
+    check_lease,
+    check_update,
+    each_outcome,
+)
 
 _LIVE_STATES = WAITING_STATES | {JobState.ACTIVE}
 _FINISHED_STATES = frozenset({JobState.DONE, JobState.SUPERSEDED})
@@ -191,13 +199,24 @@ class MemoryStore:
         ]
         return LaneSnapshot(live, links)
 
-    async def apply(self, updates: Sequence[JobUpdate], *, now: float, owner: str | None = None) -> bool:
+    async def apply(
+        self,
+        updates: Sequence[JobUpdate],
+        *,
+        now: float,
+        owner: str | None = None,
+        lease: float | None = None,
+    ) -> bool:
         self._check_open()
         for update in updates:
             check_update(update)
+        check_lease(owner, lease)
         lanes = {self.jobs[u.job_id].lane for u in updates if u.job_id in self.jobs}
         if owner is not None and not all(self._holds(lane, owner, now) for lane in lanes):
             return False
+        if lease is not None:
+            for lane in lanes:
+                self.lanes[lane].lease_until = float(now + lease)
         for update in updates:
             job = self.jobs.get(update.job_id)
             if job is None:

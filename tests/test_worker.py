@@ -135,6 +135,44 @@ async def test_pushes_delivered_out_of_order_coalesce_in_the_worker(harness: Har
     assert harness.state.counters["create_invocation"] == 1
 
 
+async def test_a_create_writes_its_supersedes_and_renews_its_lease_in_one_apply(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lane cycle that supersedes and creates makes one fenced write before the create call: the
+    supersedes, the ``creating`` mark and the lease renewal together (no renew_lane round trips)."""
+    for n in (3, 2, 1):
+        await harness.push(after=n, before=n - 1)
+    calls: list[tuple[str, Any]] = []
+    store = harness.store
+    for name in ("claim_lane", "lane_snapshot", "renew_lane", "release_lane"):
+        method = getattr(store, name)
+
+        async def record(*args: Any, _name: str = name, _method: Any = method, **kwargs: Any) -> Any:
+            calls.append((_name, None))
+            return await _method(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, record)
+    apply = store.apply
+
+    async def record_apply(updates: Any, **kwargs: Any) -> bool:
+        calls.append(("apply", ({u.fields.get("state") for u in updates}, len(updates), kwargs.get("lease"))))
+        return await apply(updates, **kwargs)
+
+    monkeypatch.setattr(store, "apply", record_apply)
+    await harness.worker.run_once()
+    lease = WorkerConfig(owner="test").lease
+    assert calls[:5] == [
+        ("claim_lane", None),
+        ("lane_snapshot", None),
+        ("apply", ({"superseded", "creating"}, 3, lease)),
+        ("apply", ({"active"}, 1, None)),
+        ("release_lane", None),
+    ]
+    assert [i["sha"] for i in harness.invocations()] == [sha(3)]
+    jobs = await harness.jobs()
+    assert {jobs[sha(1)].state, jobs[sha(2)].state} == {JobState.SUPERSEDED}
+
+
 async def test_newer_push_cancels_the_older_pending_invocation(harness: Harness) -> None:
     """After creating, the older pending invocation of the lane is cancelled."""
     await harness.push(after=1, before=0)

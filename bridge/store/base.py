@@ -76,6 +76,14 @@ _TEXT_FIELDS = frozenset({"invocation_id", "error", "source_id"})
 _REQUIRED_FIELDS = frozenset({"state", "attempts", "due_at", "cancel_wanted"})
 
 
+def check_lease(owner: str | None, lease: float | None) -> None:
+    """Raise ``ValueError`` for an ``apply`` that would renew leases without saying whose."""
+    if lease is not None and owner is None:
+        raise ValueError("apply(lease=...) renews the owner's leases: it needs owner")
+    if lease is not None and not lease > 0:
+        raise ValueError(f"lease must be positive, not {lease!r}")
+
+
 def check_update(update: JobUpdate) -> None:
     """Raise ``ValueError`` unless ``update`` sets only ``UPDATABLE_FIELDS``, each to a value of its kind.
 
@@ -206,11 +214,20 @@ class Store(IngressStore, Protocol):
         """The jobs of :meth:`lane_jobs`, split: the live and ``cancel_wanted`` ones whole, and the
         ``history`` most recent others as :class:`~bridge.core.supersede.Link` (read in one transaction)."""
 
-    async def apply(self, updates: Sequence[JobUpdate], *, now: float, owner: str | None = None) -> bool:
+    async def apply(
+        self,
+        updates: Sequence[JobUpdate],
+        *,
+        now: float,
+        owner: str | None = None,
+        lease: float | None = None,
+    ) -> bool:
         """Apply ``updates`` in one transaction.
 
         With ``owner``, every updated job's lane must be leased by ``owner``, else nothing changes and
-        the result is ``False``.
+        the result is ``False``. With ``lease`` too, those leases are renewed to ``now + lease`` in the
+        same transaction (what :meth:`renew_lane` does, without a round trip of its own); ``lease``
+        without ``owner`` is a ``ValueError``.
         """
 
     async def due_polls(self, *, now: float, limit: int) -> list[Job]:

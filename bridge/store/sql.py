@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from bridge.core.jobs import DeliveryRecord, Job, JobState, NewJob
 from bridge.store import transactions as t
-from bridge.store.base import Accepted, JobUpdate, LaneSnapshot, check_update, each_outcome
+from bridge.store.base import Accepted, JobUpdate, LaneSnapshot, check_lease, check_update, each_outcome
 from bridge.store.transactions import Tx
 
 T = TypeVar("T")
@@ -68,11 +68,19 @@ class SqlStore(ABC):
         check_count("history", history)
         return await self._transact(lambda tx: t.lane_snapshot(tx, lane, history=history))
 
-    async def apply(self, updates: Sequence[JobUpdate], *, now: float, owner: str | None = None) -> bool:
+    async def apply(
+        self,
+        updates: Sequence[JobUpdate],
+        *,
+        now: float,
+        owner: str | None = None,
+        lease: float | None = None,
+    ) -> bool:
         frozen = tuple(updates)
         for update in frozen:
             check_update(update)
-        return await self._transact(lambda tx: t.apply(tx, frozen, now=now, owner=owner))
+        check_lease(owner, lease)
+        return await self._transact(lambda tx: t.apply(tx, frozen, now=now, owner=owner, lease=lease))
 
     async def due_polls(self, *, now: float, limit: int) -> list[Job]:
         check_count("limit", limit)

@@ -65,7 +65,7 @@ from bridge.core.errors import ConfigError
 from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.core.supersede import Link, replaces
 from bridge.store import transactions as t
-from bridge.store.base import Accepted, JobUpdate, StoreClosed, check_update, each_outcome
+from bridge.store.base import Accepted, JobUpdate, StoreClosed, check_lease, check_update, each_outcome
 from bridge.store.migrate import apply_migrations, split_sqlite_script
 from bridge.store.queries import load_queries
 from bridge.store.sql import SqlStore
@@ -314,20 +314,37 @@ class SqliteStore(SqlStore):
             self._flush()
         return futures
 
-    async def apply(self, updates: Sequence[JobUpdate], *, now: float, owner: str | None = None) -> bool:
+    async def apply(
+        self,
+        updates: Sequence[JobUpdate],
+        *,
+        now: float,
+        owner: str | None = None,
+        lease: float | None = None,
+    ) -> bool:
         frozen = tuple(updates)
         if len(frozen) < 2 or any(update.fields != frozen[0].fields for update in frozen):
-            return await super().apply(frozen, now=now, owner=owner)
+            return await super().apply(frozen, now=now, owner=owner, lease=lease)
         ids = sorted({update.job_id for update in frozen})
         if len(ids) != len(frozen):  # a job updated twice: the later update wins, one by one
-            return await super().apply(frozen, now=now, owner=owner)
+            return await super().apply(frozen, now=now, owner=owner, lease=lease)
         for update in frozen:
             check_update(update)
+        check_lease(owner, lease)
         fields = dict(frozen[0].fields)
-        return await self._transact(lambda tx: self._apply_same(tx, ids, fields, now=float(now), owner=owner))
+        return await self._transact(
+            lambda tx: self._apply_same(tx, ids, fields, now=float(now), owner=owner, lease=lease)
+        )
 
     def _apply_same(
-        self, tx: Tx, ids: Sequence[int], fields: dict[str, Any], *, now: float, owner: str | None
+        self,
+        tx: Tx,
+        ids: Sequence[int],
+        fields: dict[str, Any],
+        *,
+        now: float,
+        owner: str | None,
+        lease: float | None = None,
     ) -> bool:
         """``transactions.apply`` for updates that all set ``fields``, in a few statements."""
         cursor = cast(sqlite3.Cursor, tx.cursor)
@@ -355,6 +372,9 @@ class SqliteStore(SqlStore):
                 held += cursor.execute(sql, [*chunk, owner, now]).fetchone()[0]
             if held != len(lanes):
                 return False
+            if lease is not None:
+                for lane in lanes:
+                    t.renew_lane(tx, lane, owner=owner, now=now, lease=lease)
         values = [value.value if isinstance(value, Enum) else value for value in fields.values()]
         assignments = "".join(f"{name} = ?, " for name in fields)  # names checked by check_update
         update = f"UPDATE jobs SET {assignments}updated_at = ? WHERE id IN ({{marks}})"  # noqa: S608

@@ -281,11 +281,16 @@ def _update_params(update: JobUpdate, now: float) -> dict[str, Any]:
     return params
 
 
-def apply(tx: Tx, updates: Sequence[JobUpdate], *, now: float, owner: str | None) -> bool:
-    """The caller has checked every update (``base.check_update``)."""
+def apply(
+    tx: Tx, updates: Sequence[JobUpdate], *, now: float, owner: str | None, lease: float | None = None
+) -> bool:
+    """The caller has checked every update (``base.check_update``) and ``lease`` (``base.check_lease``)."""
     leases = _lock_lanes_of(tx, (update.job_id for update in updates))
-    if owner is not None and not all(_holds(lease, owner=owner, now=now) for lease in leases.values()):
+    if owner is not None and not all(_holds(row, owner=owner, now=now) for row in leases.values()):
         return False
+    if owner is not None and lease is not None:
+        for lane in leases:  # sorted, and each held by owner (checked above)
+            renew_lane(tx, lane, owner=owner, now=now, lease=lease)
     # Stable sort: each job's updates keep their order, and job rows are locked in id order.
     for update in sorted(updates, key=lambda update: update.job_id):
         row = tx.row("update_job", **_update_params(update, now))

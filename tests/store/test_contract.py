@@ -501,6 +501,44 @@ async def test_fenced_apply_is_all_or_nothing_across_lanes(store: Store) -> None
     assert await store.get_job(held.id) == held
 
 
+@pytest.mark.parametrize("same_fields", [True, False], ids=["same-fields", "mixed-fields"])
+async def test_fenced_apply_with_lease_renews_the_lanes_it_touches(store: Store, same_fields: bool) -> None:
+    """apply(lease=...) renews each updated job's lane in the same transaction: the holder keeps the
+    lane past its old lease_until, and a lane it did not touch keeps its old lease."""
+    await store.accept(delivery("d-1"), [new_job("lane-1"), new_job("lane-2")])
+    await store.accept(delivery("d-2"), [new_job("lane-1", after="c" * 40)])
+    claimed = {await store.claim_lane(owner=OWNER, now=100.0, lease=30.0) for _ in range(2)}
+    assert claimed == {"lane-1", "lane-2"}
+    first, second = sorted((await store.lane_jobs("lane-1", history=0)), key=lambda job: job.id)
+    other = {"attempts": 1} if same_fields else {"attempts": 2}
+    updates = [JobUpdate(first.id, {"attempts": 1}), JobUpdate(second.id, other)]
+    assert await store.apply(updates, now=120.0, owner=OWNER, lease=30.0)
+    # lane-1 now runs to 150, lane-2 still to 130
+    assert await store.claim_lane(owner=OTHER, now=140.0, lease=30.0) == "lane-2"
+    assert await store.claim_lane(owner=OTHER, now=140.0, lease=30.0) is None
+    assert await store.renew_lane("lane-1", owner=OWNER, now=150.0, lease=30.0)
+    assert await store.claim_lane(owner=OTHER, now=180.1, lease=30.0) == "lane-1"
+
+
+async def test_refused_apply_with_lease_renews_nothing(store: Store) -> None:
+    """A fenced apply that fails (the lease expired) does not revive the lease."""
+    await store.accept(delivery(), [new_job()])
+    [job] = await store.list_jobs()
+    await store.claim_lane(owner=OWNER, now=100.0, lease=30.0)
+    assert not await store.apply([JobUpdate(job.id, {"attempts": 1})], now=130.1, owner=OWNER, lease=30.0)
+    assert not await store.renew_lane("lane-1", owner=OWNER, now=130.2, lease=30.0)
+    assert await store.claim_lane(owner=OTHER, now=130.2, lease=30.0) == "lane-1"
+
+
+async def test_apply_with_lease_needs_an_owner(store: Store) -> None:
+    """Renewing leases without saying whose is a programming error, refused before anything changes."""
+    await store.accept(delivery(), [new_job()])
+    [job] = await store.list_jobs()
+    with pytest.raises(ValueError, match="owner"):
+        await store.apply([JobUpdate(job.id, {"attempts": 1})], now=101.0, lease=30.0)
+    assert await store.get_job(job.id) == job
+
+
 async def test_apply_without_owner_is_not_fenced(store: Store) -> None:
     """The tracker updates active jobs without holding their lane."""
     await store.accept(delivery(), [new_job()])

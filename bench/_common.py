@@ -290,6 +290,42 @@ def push_bodies(count: int, *, repositories: Sequence[str], commits: int = COMMI
     return bodies
 
 
+class PushChains:
+    """Each repository's chain of pushes, continued from one batch of bodies to the next: every body is
+    a new push (a new commit whose ``before`` is the previous push's ``after``), so a server that gets
+    each batch once sees what GitHub sends, one delivery per push and no push twice.
+
+    Why (eighth round): with one fixed set of bodies, every wrk run after the first, and each lap
+    through the set within a run, delivered pushes the bridge had already stored, under new delivery
+    ids. Each such replay is an old push in its lane (a job the worker's plan must supersede: a lane
+    claim, a lane read and two writes of its own), work GitHub never causes: it redelivers a push
+    under its original delivery id, which the bridge answers as a duplicate at once.
+    """
+
+    def __init__(self, repositories: Sequence[str], *, salt: str) -> None:
+        self._repositories = list(repositories)
+        self._heads = dict.fromkeys(self._repositories, "0" * 40)
+        self._salt = salt
+        self._count = 0
+
+    def next_bodies(self, count: int, *, commits: int = COMMITS_FOR_7KB) -> list[bytes]:
+        bodies = []
+        for _ in range(count):
+            index, self._count = self._count, self._count + 1
+            repository = self._repositories[index % len(self._repositories)]
+            after = fake_sha(f"bench:{self._salt}:{repository}:{index}")
+            payload = push_payload(
+                repository=repository,
+                repository_id=1000 + index % len(self._repositories),
+                before=self._heads[repository],
+                after=after,
+                commits=commits,
+            )
+            bodies.append(encode(payload))
+            self._heads[repository] = after
+        return bodies
+
+
 def write_wrk_bodies(path: Path, bodies: Sequence[bytes]) -> None:
     """The records ``bench/wrk_push.lua`` reads: ``<signature>\\n<length>\\n<body>`` each."""
     with path.open("wb") as out:
@@ -324,8 +360,13 @@ def run_wrk(
     threads: int = 2,
     cpus: str | None = None,
     stop_after: int = 0,
+    partition: bool = False,
 ) -> WrkResult:
-    """wrk with ``bench/wrk_push.lua``: every request a distinct delivery id (a real accept)."""
+    """wrk with ``bench/wrk_push.lua``: every request a distinct delivery id (a real accept).
+
+    ``partition``: each body is sent by one wrk thread only, the threads taking turns in file order (so
+    a file of :class:`PushChains` bodies arrives as its pushes, each once per lap); without, every
+    thread goes through all the bodies from its own starting point."""
     argv = [
         *taskset(cpus),
         "wrk",
@@ -341,6 +382,7 @@ def run_wrk(
         str(bodies_file),
         run_id,
         str(stop_after),
+        "1" if partition else "0",
     ]
     done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=ROOT)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)

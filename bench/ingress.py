@@ -51,6 +51,7 @@ from bench._common import (
     BENCH,
     ROOT,
     Proc,
+    PushChains,
     WrkResult,
     bridge_env,
     cpu_seconds,
@@ -167,7 +168,15 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3, help="wrk warm-up per server")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--bodies", type=int, default=8192, help="distinct signed push bodies")
+    parser.add_argument(
+        "--bodies", type=int, default=16384, help="signed push bodies per run (per lap with --replay-bodies)"
+    )
+    parser.add_argument(
+        "--replay-bodies",
+        action="store_true",
+        help="the load before the eighth round: one set of bodies for every run, each wrk thread going"
+        " through all of them (so the bridge gets pushes it already stored, under new delivery ids)",
+    )
     parser.add_argument("--repos", type=int, default=50, help="repositories (= lanes) the pushes go to")
     parser.add_argument("--rate", type=float, default=1000, help="open-loop offered rate; 0 skips it")
     parser.add_argument("--rate-seconds", type=float, default=10)
@@ -251,12 +260,24 @@ def main() -> None:
             servers["before"] = start_copy("before", routes, src=args.before.resolve(), more=before_extra)
         servers["bare"] = start_bare(folder, cpus=server_cpus)
         procs.append(servers["bare"])
-        bodies_file = folder / "bodies.bin"
+        replay_file = folder / "bodies.bin"
         bodies = push_bodies(args.bodies, repositories=repositories)
-        write_wrk_bodies(bodies_file, bodies)
+        write_wrk_bodies(replay_file, bodies)
         avg = sum(map(len, bodies)) / len(bodies)
         print(f"{len(bodies)} bodies, {avg:.0f} bytes on average; {args.repos} lanes", flush=True)
         stamp = int(time.time())
+        chains: dict[str, PushChains] = {}
+
+        def bodies_for(name: str) -> Path:
+            """The bodies of ``name``'s next run: new pushes continuing its chains (or, with
+            --replay-bodies, the one set of bodies every run sends)."""
+            if args.replay_bodies:
+                return replay_file
+            chain = chains.setdefault(name, PushChains(repositories, salt=f"{name}:{stamp}"))
+            path = folder / f"bodies-{name}.bin"
+            write_wrk_bodies(path, chain.next_bodies(args.bodies))
+            return path
+
         names = [
             "bare",
             "bridge",
@@ -265,12 +286,14 @@ def main() -> None:
         ]
 
         def wrk(name: str, seconds: float, tag: str) -> WrkResult:
+            bodies_file = bodies_for(name)
             wait_idle(procs)
             before = cpu_seconds(servers[name].pid)
             threads_before = thread_cpu_seconds(servers[name].pid)
             result = run_wrk(
                 servers[name].url,
                 bodies_file,
+                partition=not args.replay_bodies,
                 run_id=f"{tag}{stamp}",
                 seconds=seconds,
                 connections=args.connections,
@@ -317,6 +340,7 @@ def main() -> None:
             print(f"open loop at {args.rate:.0f}/s", flush=True)
             for run in range(args.rate_runs):
                 for name in open_names if run % 2 == 0 else open_names[::-1]:
+                    bodies_file = bodies_for(name)
                     wait_idle(procs)
                     spent = sum(thread_cpu_seconds(servers[name].pid).values())
                     result = _open_loop(

@@ -269,25 +269,9 @@ def signed_headers(body: bytes, *, delivery: str | None = None, event: str = "pu
 
 def push_bodies(count: int, *, repositories: Sequence[str], commits: int = COMMITS_FOR_7KB) -> list[bytes]:
     """``count`` distinct ~7 KB push bodies, round-robin over ``repositories`` (branch main), each
-    repository's pushes chained (``before`` is the previous ``after``), as GitHub sends them."""
-    heads = dict.fromkeys(repositories, "0" * 40)
-    bodies = []
-    for index in range(count):
-        repository = repositories[index % len(repositories)]
-        after = fake_sha(f"bench:{repository}:{index}")
-        bodies.append(
-            encode(
-                push_payload(
-                    repository=repository,
-                    repository_id=1000 + index % len(repositories),
-                    before=heads[repository],
-                    after=after,
-                    commits=commits,
-                )
-            )
-        )
-        heads[repository] = after
-    return bodies
+    repository's pushes chained (``before`` is the previous ``after``), as GitHub sends them; the same
+    commits every call."""
+    return PushChains(repositories, salt="fixed").next_bodies(count, commits=commits)
 
 
 class PushChains:

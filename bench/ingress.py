@@ -261,10 +261,17 @@ def main() -> None:
         servers["bare"] = start_bare(folder, cpus=server_cpus)
         procs.append(servers["bare"])
         replay_file = folder / "bodies.bin"
-        bodies = push_bodies(args.bodies, repositories=repositories)
-        write_wrk_bodies(replay_file, bodies)
-        avg = sum(map(len, bodies)) / len(bodies)
-        print(f"{len(bodies)} bodies, {avg:.0f} bytes on average; {args.repos} lanes", flush=True)
+        if args.replay_bodies:
+            sample = push_bodies(args.bodies, repositories=repositories)
+            write_wrk_bodies(replay_file, sample)
+        else:  # each run writes its own (bodies_for); these only show the size
+            sample = PushChains(repositories, salt="size").next_bodies(len(repositories))
+        avg = sum(map(len, sample)) / len(sample)
+        kind = "the same bodies every run" if args.replay_bodies else "new pushes every run"
+        print(
+            f"{args.bodies} bodies per run ({kind}), {avg:.0f} bytes on average; {args.repos} lanes",
+            flush=True,
+        )
         stamp = int(time.time())
         chains: dict[str, PushChains] = {}
 

@@ -21,8 +21,7 @@ from bridge.store.base import (
     JobUpdate,
     LaneSnapshot,
     StoreClosed,
-    check_lease,
-    check_update,
+    check_apply,
     each_outcome,
 )
 
@@ -208,9 +207,7 @@ class MemoryStore:
         lease: float | None = None,
     ) -> bool:
         self._check_open()
-        for update in updates:
-            check_update(update)
-        check_lease(owner, lease)
+        check_apply(updates, owner=owner, lease=lease)
         lanes = {self.jobs[u.job_id].lane for u in updates if u.job_id in self.jobs}
         if owner is not None and not all(self._holds(lane, owner, now) for lane in lanes):
             return False

@@ -76,8 +76,11 @@ _TEXT_FIELDS = frozenset({"invocation_id", "error", "source_id"})
 _REQUIRED_FIELDS = frozenset({"state", "attempts", "due_at", "cancel_wanted"})
 
 
-def check_lease(owner: str | None, lease: float | None) -> None:
-    """Raise ``ValueError`` for an ``apply`` that would renew leases without saying whose."""
+def check_apply(updates: Sequence[JobUpdate], *, owner: str | None, lease: float | None) -> None:
+    """Raise ``ValueError`` for an ``apply`` call no store may run: a bad update (``check_update``), or
+    leases to renew without saying whose. Every store calls this before it touches its data."""
+    for update in updates:
+        check_update(update)
     if lease is not None and owner is None:
         raise ValueError("apply(lease=...) renews the owner's leases: it needs owner")
     if lease is not None and not lease > 0:

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from bridge.core.jobs import DeliveryRecord, Job, JobState, NewJob
 from bridge.store import transactions as t
-from bridge.store.base import Accepted, JobUpdate, LaneSnapshot, check_lease, check_update, each_outcome
+from bridge.store.base import Accepted, JobUpdate, LaneSnapshot, check_apply, each_outcome
 from bridge.store.transactions import Tx
 
 T = TypeVar("T")
@@ -77,10 +77,14 @@ class SqlStore(ABC):
         lease: float | None = None,
     ) -> bool:
         frozen = tuple(updates)
-        for update in frozen:
-            check_update(update)
-        check_lease(owner, lease)
-        return await self._transact(lambda tx: t.apply(tx, frozen, now=now, owner=owner, lease=lease))
+        check_apply(frozen, owner=owner, lease=lease)
+        return await self._transact(self._apply_body(frozen, now=float(now), owner=owner, lease=lease))
+
+    def _apply_body(
+        self, updates: tuple[JobUpdate, ...], *, now: float, owner: str | None, lease: float | None
+    ) -> Callable[[Tx], bool]:
+        """The transaction of a checked ``apply`` (a store may run some updates its own way)."""
+        return lambda tx: t.apply(tx, updates, now=now, owner=owner, lease=lease)
 
     async def due_polls(self, *, now: float, limit: int) -> list[Job]:
         check_count("limit", limit)

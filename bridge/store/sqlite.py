@@ -65,7 +65,7 @@ from bridge.core.errors import ConfigError
 from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.core.supersede import Link, replaces
 from bridge.store import transactions as t
-from bridge.store.base import Accepted, JobUpdate, StoreClosed, check_lease, check_update, each_outcome
+from bridge.store.base import Accepted, JobUpdate, StoreClosed, each_outcome
 from bridge.store.migrate import apply_migrations, split_sqlite_script
 from bridge.store.queries import load_queries
 from bridge.store.sql import SqlStore
@@ -314,27 +314,18 @@ class SqliteStore(SqlStore):
             self._flush()
         return futures
 
-    async def apply(
-        self,
-        updates: Sequence[JobUpdate],
-        *,
-        now: float,
-        owner: str | None = None,
-        lease: float | None = None,
-    ) -> bool:
-        frozen = tuple(updates)
-        if len(frozen) < 2 or any(update.fields != frozen[0].fields for update in frozen):
-            return await super().apply(frozen, now=now, owner=owner, lease=lease)
-        ids = sorted({update.job_id for update in frozen})
-        if len(ids) != len(frozen):  # a job updated twice: the later update wins, one by one
-            return await super().apply(frozen, now=now, owner=owner, lease=lease)
-        for update in frozen:
-            check_update(update)
-        check_lease(owner, lease)
-        fields = dict(frozen[0].fields)
-        return await self._transact(
-            lambda tx: self._apply_same(tx, ids, fields, now=float(now), owner=owner, lease=lease)
-        )
+    def _apply_body(
+        self, updates: tuple[JobUpdate, ...], *, now: float, owner: str | None, lease: float | None
+    ) -> Callable[[Tx], bool]:
+        """Updates that all set the same fields to the same values, each job once, run as
+        :meth:`_apply_same`; any others one by one (``transactions.apply``)."""
+        if len(updates) < 2 or any(update.fields != updates[0].fields for update in updates):
+            return super()._apply_body(updates, now=now, owner=owner, lease=lease)
+        ids = sorted({update.job_id for update in updates})
+        if len(ids) != len(updates):  # a job updated twice: the later update wins, one by one
+            return super()._apply_body(updates, now=now, owner=owner, lease=lease)
+        fields = dict(updates[0].fields)
+        return lambda tx: self._apply_same(tx, ids, fields, now=now, owner=owner, lease=lease)
 
     def _apply_same(
         self,

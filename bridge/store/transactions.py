@@ -284,7 +284,7 @@ def _update_params(update: JobUpdate, now: float) -> dict[str, Any]:
 def apply(
     tx: Tx, updates: Sequence[JobUpdate], *, now: float, owner: str | None, lease: float | None = None
 ) -> bool:
-    """The caller has checked every update (``base.check_update``) and ``lease`` (``base.check_lease``)."""
+    """The caller has checked every update and ``lease`` (``base.check_apply``)."""
     leases = _lock_lanes_of(tx, (update.job_id for update in updates))
     if owner is not None and not all(_holds(row, owner=owner, now=now) for row in leases.values()):
         return False

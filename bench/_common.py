@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.core.signature import sign
 from bridge.samples import encode, fake_sha, push_payload
@@ -386,6 +387,54 @@ def run_wrk(
         non_2xx=sum(statuses.values()) - ok,
         socket_errors=int(data["errors"]),
         statuses=statuses,
+    )
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """The bridge's own ``bridge_store_*`` histograms (SQLite's group commits and WAL fsyncs), as read
+    from its ``/metrics``; ``after.minus(before)`` is what one run added."""
+
+    commits: float
+    requests: float
+    commit_seconds: float
+    syncs: float
+    sync_seconds: float
+    slow_syncs: float  # fsyncs over 10 ms
+
+    def minus(self, other: StoreStats) -> StoreStats:
+        return StoreStats(*(a - b for a, b in zip(vars(self).values(), vars(other).values(), strict=True)))
+
+    def describe(self) -> str:
+        if not self.commits:
+            return "store: no commits"
+        sync_ms = 1e3 * self.sync_seconds / self.syncs if self.syncs else float("nan")
+        return (
+            f"store: {self.commits:.0f} commits, {self.requests / self.commits:.1f} requests each,"
+            f" {1e3 * self.commit_seconds / self.commits:.2f} ms each; {self.syncs:.0f} fsyncs of the WAL,"
+            f" {sync_ms:.2f} ms mean, {self.slow_syncs:.0f} over 10 ms"
+        )
+
+
+def store_stats(url: str) -> StoreStats | None:
+    """``StoreStats`` of a running bridge; None if it has no such metrics (an older copy, PostgreSQL)."""
+    samples: dict[str, float] = {}
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        if family.name.startswith("bridge_store_"):
+            for sample in family.samples:
+                key = sample.name + (f"@{sample.labels['le']}" if "le" in sample.labels else "")
+                samples[key] = sample.value
+    if "bridge_store_commit_seconds_count" not in samples:
+        return None
+    syncs = samples.get("bridge_store_sync_seconds_count", 0.0)
+    return StoreStats(
+        commits=samples["bridge_store_commit_seconds_count"],
+        requests=samples.get("bridge_store_commit_requests_sum", 0.0),
+        commit_seconds=samples.get("bridge_store_commit_seconds_sum", 0.0),
+        syncs=syncs,
+        sync_seconds=samples.get("bridge_store_sync_seconds_sum", 0.0),
+        slow_syncs=syncs - samples.get("bridge_store_sync_seconds_bucket@0.01", syncs),
     )
 
 

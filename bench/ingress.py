@@ -52,6 +52,7 @@ from bench._common import (
     ROOT,
     Proc,
     PushChains,
+    StoreStats,
     WrkResult,
     bridge_env,
     cpu_seconds,
@@ -65,6 +66,7 @@ from bench._common import (
     start_bare,
     start_bridge,
     start_emulator,
+    store_stats,
     thread_cpu_seconds,
     write_wrk_bodies,
 )
@@ -295,6 +297,7 @@ def main() -> None:
         def wrk(name: str, seconds: float, tag: str) -> WrkResult:
             bodies_file = bodies_for(name)
             wait_idle(procs)
+            stats_before = None if name == "bare" else store_stats(servers[name].url)
             before = cpu_seconds(servers[name].pid)
             threads_before = thread_cpu_seconds(servers[name].pid)
             result = run_wrk(
@@ -328,6 +331,7 @@ def main() -> None:
                 f"  threads {busy}",
                 flush=True,
             )
+            _print_store_stats(servers[name].url, stats_before)
             return result
 
         print("warm-up", flush=True)
@@ -350,6 +354,7 @@ def main() -> None:
                     bodies_file = bodies_for(name)
                     wait_idle(procs)
                     spent = sum(thread_cpu_seconds(servers[name].pid).values())
+                    stats_before = None if name == "bare" else store_stats(servers[name].url)
                     result = _open_loop(
                         servers[name].url, bodies_file, args, load_cpus, f"o{run}{name}{stamp}"
                     )
@@ -366,6 +371,7 @@ def main() -> None:
                         f"  {cpu_us:4.0f} us CPU/req  errors {result.errors} {result.error_kinds or ''}",
                         flush=True,
                     )
+                    _print_store_stats(servers[name].url, stats_before)
 
         if args.profile:
             spy = py_spy()
@@ -466,6 +472,14 @@ def _fmt_threads(per_thread: dict[str, float]) -> str:
 def _spy_format(path: Path) -> str:
     """py-spy's output format from the file name: .json speedscope, .txt collapsed stacks, else SVG."""
     return {".json": "speedscope", ".txt": "raw"}.get(path.suffix, "flamegraph")
+
+
+def _print_store_stats(url: str, before: StoreStats | None) -> None:
+    """What the run added to the bridge's own commit and fsync histograms (since the ninth round: the
+    disk's share of the answers, from the bridge itself rather than a throw-away profiler)."""
+    after = store_stats(url) if before is not None else None
+    if before is not None and after is not None:
+        print(f"      {after.minus(before).describe()}", flush=True)
 
 
 def _open_loop(

@@ -65,6 +65,28 @@ class Metrics:
             "Times the worker process died and was started again (BRIDGE_WORKER=process)",
             registry=self.registry,
         )
+        # SQLite's group commits, counted where the database is written (the worker process, or the
+        # serving process with BRIDGE_WORKER=inline or off): the store's share of an answer's time.
+        self.store_commit_seconds = Histogram(
+            "bridge_store_commit_seconds",
+            "SQLite: one group commit, BEGIN to the end of COMMIT (without the WAL's fsync when"
+            " bridge_store_sync_seconds counts it)",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.worker_registry,
+        )
+        self.store_commit_requests = Histogram(
+            "bridge_store_commit_requests",
+            "SQLite: store requests (accepts, lane claims, reads, updates) sharing one group commit",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.worker_registry,
+        )
+        self.store_sync_seconds = Histogram(
+            "bridge_store_sync_seconds",
+            "SQLite: fdatasync of the WAL that makes group commits durable before they are answered"
+            " (the disk's share of bridge_ingress_seconds)",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.worker_registry,
+        )
         self._delivery_counters: dict[tuple[str, str], Counter] = {}
 
     def count_delivery(self, outcome: str, reason: str) -> None:
@@ -76,6 +98,10 @@ class Metrics:
                 outcome=outcome, reason=reason
             )
         child.inc()
+
+    def observe_commit(self, seconds: float, requests: int) -> None:
+        self.store_commit_seconds.observe(seconds)
+        self.store_commit_requests.observe(requests)
 
     def set_job_counts(self, counts: Mapping[str, int]) -> None:
         for state, count in counts.items():

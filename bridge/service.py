@@ -26,6 +26,7 @@ from bridge.core.routing import RouteTable
 from bridge.metrics import Metrics
 from bridge.settings import Settings
 from bridge.store.base import IngressStore, Store
+from bridge.store.sqlite import SqliteStore
 from bridge.worker import Worker, WorkerConfig
 from bridge.worker_process import RemoteStore, WorkerProcess
 
@@ -95,6 +96,7 @@ class Service:
     async def start(self) -> None:
         if self.worker_process is not None:
             await self.worker_process.start()  # with SQLite, it opens the database (migrations included)
+        watch_store(self.store, self.metrics)
         await self.store.open()
         if self.worker is not None:
             self.worker.start()
@@ -125,6 +127,14 @@ class Service:
             self.worker.wake()
         elif self.worker_process is not None:
             self.worker_process.wake()
+
+
+def watch_store(store: object, metrics: Metrics) -> None:
+    """Count a SQLite store's group commits and WAL fsyncs in ``metrics`` (``bridge_store_*``); any
+    other store (PostgreSQL, the worker process's proxy) has none of its own to count."""
+    if isinstance(store, SqliteStore):
+        store.on_commit = metrics.observe_commit
+        store.on_sync = metrics.store_sync_seconds.observe
 
 
 def freeze_startup_objects() -> None:

@@ -295,7 +295,7 @@ def _die_with_parent(parent: int) -> None:
 async def _run(fd: int) -> int:
     # Imported here: the ingress process imports this module for WorkerProcess only.
     from bridge.logging import configure_logging
-    from bridge.service import freeze_startup_objects, replica_name, sync_client, worker_config
+    from bridge.service import freeze_startup_objects, replica_name, sync_client, watch_store, worker_config
     from bridge.store import open_store
     from bridge.store.sqlite import SqliteStore
     from bridge.worker import Worker
@@ -315,6 +315,7 @@ async def _run(fd: int) -> int:
     store = open_store(settings.database_url, sqlite_on_loop=True)
     sync = sync_client(settings)
     metrics = Metrics()
+    watch_store(store, metrics)
     owner = replica_name()
     worker = Worker(
         store=store, sync=sync, config=worker_config(settings, owner=owner), clock=time.time, metrics=metrics

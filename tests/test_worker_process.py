@@ -42,6 +42,13 @@ def delivery(n: int) -> DeliveryRecord:
     return DeliveryRecord("1", f"delivery-{n}", "push", "acme/api", "refs/heads/main", sha(n), time.time())
 
 
+def metric_value(text: str, name: str) -> float:
+    """The value of an unlabelled sample in Prometheus text."""
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name} ")]
+    assert len(values) == 1, name
+    return values[0]
+
+
 async def wait_for(predicate: Callable[[], bool], *, within: float = 15.0) -> None:
     """Poll ``predicate`` (the state of another process: no event to wait on)."""
     with anyio.fail_after(within):
@@ -77,6 +84,11 @@ async def test_accepts_through_the_worker_process_become_invocations(
     assert sum(counts.values()) == 1
     text = (await worker.call("metrics")).decode()
     assert 'bridge_sync_calls_total{operation="create_invocation",outcome="ok"} 1.0' in text
+    # The worker process writes the database: it counts the group commits and the WAL's fsyncs.
+    commits = metric_value(text, "bridge_store_commit_seconds_count")
+    assert commits >= 2  # the accept at least, and the lane's writes
+    assert metric_value(text, "bridge_store_sync_seconds_count") >= 1
+    assert metric_value(text, "bridge_store_commit_requests_sum") >= commits
     assert "bridge_deliveries" not in text  # the ingress's families are rendered by the ingress
 
 

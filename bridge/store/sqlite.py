@@ -42,6 +42,12 @@ fsync no longer holds up the next batch's statements. The price: a statement tha
 (another process writing, ``busy_timeout``) blocks that loop, which is why the ingress and the admin
 commands keep the writer thread.
 
+Observers (``on_commit``, ``on_sync``, both optional, set before ``open()`` by whoever keeps the
+metrics): after each group commit, its duration from ``BEGIN`` to the end of ``COMMIT`` and how many
+requests it held; with ``on_loop`` and a file, after each ``fdatasync`` of the WAL, its duration. They
+are the store's side of an answer's time (``bridge_store_*`` in ``/metrics``), so an operator can tell
+a slow disk from a busy process. An observer that raises is logged and changes nothing.
+
 Only one process should serve a database file. ``open()`` releases every lane lease left in the file
 (their holder, an earlier process, is dead), unless ``release_leases=False`` (admin commands that run
 beside a live service).
@@ -56,10 +62,13 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, TypeVar, cast
+
+import structlog
 
 from bridge.core.errors import ConfigError
 from bridge.core.jobs import DeliveryRecord, NewJob
@@ -90,6 +99,13 @@ class _Request:
 
 Outcome = tuple[_Request, Any, BaseException | None]
 
+log = structlog.get_logger("bridge.store.sqlite")
+
+CommitObserver = Callable[[float, int], None]
+"""Told of each group commit: seconds from ``BEGIN`` to the end of ``COMMIT``, requests it held."""
+SyncObserver = Callable[[float], None]
+"""Told of each ``fdatasync`` of the WAL (``on_loop`` with a file): its seconds."""
+
 _STOP: Final = object()
 _BULK_MAX: Final = 256  # rows per multi-row statement (jobs: 15 parameters a row, far below SQLite's 32766)
 
@@ -108,6 +124,14 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _tell(observer: Callable[..., None], *args: Any) -> None:
+    """Call a metrics observer; a failure there must not fail a commit that has already happened."""
+    try:
+        observer(*args)
+    except Exception:
+        log.exception("store.observer_failed")
 
 
 def _settle_all(outcomes: list[Outcome]) -> None:
@@ -183,6 +207,8 @@ class SqliteStore(SqlStore):
         self._pending: list[_Request] = []  # on_loop: requests for the next flush
         self._connection: sqlite3.Connection | None = None  # on_loop: the connection
         self._syncer: WalSyncer[Outcome] | None = None  # on_loop with a file: pipelined fsync
+        self.on_commit: CommitObserver | None = None
+        self.on_sync: SyncObserver | None = None
 
     @property
     def _synced_by_us(self) -> bool:
@@ -209,7 +235,9 @@ class SqliteStore(SqlStore):
         self._commits = self._requests = 0
         if self._on_loop:
             if self._synced_by_us:
-                self._syncer = WalSyncer(f"{self.path}-wal", self._settle_synced, idle=self._flush)
+                self._syncer = WalSyncer(
+                    f"{self.path}-wal", self._settle_synced, idle=self._flush, timed=self._synced_in
+                )
                 try:
                     self._syncer.open()
                 except BaseException:
@@ -475,9 +503,14 @@ class SqliteStore(SqlStore):
             with contextlib.suppress(RuntimeError):  # the caller's event loop is already closed
                 loop.call_soon_threadsafe(_settle_all, items)
 
+    def _synced_in(self, seconds: float) -> None:
+        if self.on_sync is not None:
+            _tell(self.on_sync, seconds)
+
     def _run_batch(
         self, connection: sqlite3.Connection, batch: Sequence[_Request], *, bulk: bool = True
     ) -> None:
+        began = time.perf_counter()
         cursor = connection.cursor()
         tx = Tx(cursor, self._queries)
         try:
@@ -536,6 +569,8 @@ class SqliteStore(SqlStore):
             self._resolve_all([(request, None, own or error) for request, _, own in outcomes])
             return
         self._commits += 1
+        if self.on_commit is not None:
+            _tell(self.on_commit, time.perf_counter() - began, len(batch))
         self._resolve_all(outcomes)
 
     def _bulk_accept(

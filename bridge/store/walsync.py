@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -40,10 +41,12 @@ class WalSyncer(Generic[T]):
         wal_path: str,
         settle: Callable[[list[T], BaseException | None], None],
         idle: Callable[[], None] = lambda: None,
+        timed: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self._path = wal_path
         self._settle = settle
         self._idle = idle
+        self._timed = timed  # told each successful fsync's duration, on the loop
         self._fd = -1
         self._inode = -1
         self._waiting: list[T] = []
@@ -89,16 +92,19 @@ class WalSyncer(Generic[T]):
     def _sync_then_tell(self, loop: asyncio.AbstractEventLoop, batch: list[T]) -> None:
         """In the sync thread: fsync, then hand the outcome straight to the loop (one wake-up; an
         executor future would take two turns of the loop to reach its callback)."""
+        started = time.perf_counter()
         try:
             self._sync()
         except BaseException as error:
             loop.call_soon_threadsafe(self._done, batch, error)
         else:
-            loop.call_soon_threadsafe(self._done, batch, None)
+            loop.call_soon_threadsafe(self._done, batch, None, time.perf_counter() - started)
 
-    def _done(self, batch: list[T], error: BaseException | None) -> None:
+    def _done(self, batch: list[T], error: BaseException | None, seconds: float = 0.0) -> None:
         running, self._running = self._running, None
         self.syncs += 1
+        if error is None:
+            self._timed(seconds)
         self._settle(batch, error)
         if running is not None:
             running.set_result(None)

@@ -203,3 +203,18 @@ async def test_missing_directory_is_a_config_error(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "nowhere" / "bridge.db")
     with pytest.raises(ConfigError, match="does not exist"):
         await store.open()
+
+
+async def test_the_writer_thread_tells_its_observer_each_commit(db_path: Path) -> None:
+    """The threaded store (synchronous=FULL) reports every commit; there is no fsync of its own."""
+    commits: list[tuple[float, int]] = []
+    store = SqliteStore(db_path)
+    store.on_commit = lambda seconds, requests: commits.append((seconds, requests))
+    await store.open()
+    try:
+        assert all(await asyncio.gather(*(store.accept(delivery(f"d-{i}"), [new_job()]) for i in range(50))))
+    finally:
+        await store.close()
+    assert len(commits) == store.commits
+    assert sum(requests for _, requests in commits) == 50
+    assert all(seconds > 0 for seconds, _ in commits)

@@ -178,3 +178,47 @@ async def test_the_syncer_reopens_a_replaced_wal_file(tmp_path: Path, fsync: Gat
         assert fsync.paths[-1] == str(wal.resolve())
     finally:
         syncer.close()
+
+
+async def test_observers_are_told_each_commit_and_each_fsync(db_path: Path, fsync: GatedSync) -> None:
+    """``on_commit`` gets each group commit's duration and size, ``on_sync`` each fsync's duration:
+    one commit and one fsync for the requests that waited out an fsync together."""
+    commits: list[tuple[float, int]] = []
+    syncs: list[float] = []
+    store = SqliteStore(db_path, on_loop=True)
+    store.on_commit = lambda seconds, requests: commits.append((seconds, requests))
+    store.on_sync = syncs.append
+    await store.open()
+    try:
+        fsync.gate.clear()
+        first = asyncio.ensure_future(store.accept(delivery("d-0"), [new_job()]))
+        await fsync.wait_entered()
+        later = [asyncio.ensure_future(store.accept(delivery(f"d-{i}"), [new_job()])) for i in range(1, 6)]
+        await asyncio.sleep(0.05)
+        assert [requests for _, requests in commits] == [1]
+        assert syncs == []  # that fsync is still running
+        fsync.gate.set()
+        await asyncio.gather(first, *later)
+        assert [requests for _, requests in commits] == [1, 5]
+        assert len(syncs) == 2
+        assert all(seconds > 0 for seconds, _ in commits)
+        assert syncs[0] >= 0.05  # it was held that long
+    finally:
+        await store.close()
+
+
+async def test_an_observer_that_fails_changes_nothing(db_path: Path, fsync: GatedSync) -> None:
+    """Metrics are not worth a lost answer: the accept is still committed, synced and answered."""
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("observer bug")
+
+    store = SqliteStore(db_path, on_loop=True)
+    store.on_commit = broken
+    store.on_sync = broken
+    await store.open()
+    try:
+        assert await store.accept(delivery("d-1"), [new_job()])
+        assert await store.accept(delivery("d-1"), [new_job()]) is None  # stored: a redelivery now
+    finally:
+        await store.close()

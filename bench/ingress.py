@@ -32,6 +32,7 @@ wrk, the load generator and the emulator to CPU 0 (``taskset``); by default noth
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -294,6 +295,10 @@ def main() -> None:
             *([scaled] if args.routes_scale else []),
         ]
 
+        # What each bridge run added to its bridge_store_* histograms (None: the server has none).
+        store_runs: dict[str, list[dict[str, float] | None]] = {}
+        store_open: dict[str, list[dict[str, float] | None]] = {}
+
         def wrk(name: str, seconds: float, tag: str) -> WrkResult:
             bodies_file = bodies_for(name)
             wait_idle(procs)
@@ -331,7 +336,7 @@ def main() -> None:
                 f"  threads {busy}",
                 flush=True,
             )
-            _print_store_stats(servers[name].url, stats_before)
+            store_runs.setdefault(name, []).append(_print_store_stats(servers[name].url, stats_before))
             return result
 
         print("warm-up", flush=True)
@@ -371,7 +376,8 @@ def main() -> None:
                         f"  {cpu_us:4.0f} us CPU/req  errors {result.errors} {result.error_kinds or ''}",
                         flush=True,
                     )
-                    _print_store_stats(servers[name].url, stats_before)
+                    added = _print_store_stats(servers[name].url, stats_before)
+                    store_open.setdefault(name, []).append(added)
 
         if args.profile:
             spy = py_spy()
@@ -457,6 +463,7 @@ def main() -> None:
         "rss_mb": rss,
         "store": counts,
         "sync_calls": sync_counters,
+        "store_per_run": {"wrk": store_runs, "open_loop": store_open},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
@@ -474,12 +481,15 @@ def _spy_format(path: Path) -> str:
     return {".json": "speedscope", ".txt": "raw"}.get(path.suffix, "flamegraph")
 
 
-def _print_store_stats(url: str, before: StoreStats | None) -> None:
-    """What the run added to the bridge's own commit and fsync histograms (since the ninth round: the
-    disk's share of the answers, from the bridge itself rather than a throw-away profiler)."""
+def _print_store_stats(url: str, before: StoreStats | None) -> dict[str, float] | None:
+    """Print and return what the run added to the bridge's own commit and fsync histograms (since the
+    ninth round: the disk's share of the answers, from the bridge itself, not a throw-away profiler)."""
     after = store_stats(url) if before is not None else None
-    if before is not None and after is not None:
-        print(f"      {after.minus(before).describe()}", flush=True)
+    if before is None or after is None:
+        return None
+    added = after.minus(before)
+    print(f"      {added.describe()}", flush=True)
+    return dataclasses.asdict(added)
 
 
 def _open_loop(

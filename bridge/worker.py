@@ -264,9 +264,9 @@ class Worker:
                 )
             )
         creating = by_id[plan.create] if plan.create is not None else None
-        # The usual create (a queued job, its source known) writes the supersedes with its own `creating`
-        # mark, in one transaction that also renews the lease; anything else writes them now.
-        fold = creating is not None and creating.state is JobState.QUEUED and creating.source_id is not None
+        # When the create writes first, the supersedes go with its `creating` mark (one transaction that
+        # also renews the lease); otherwise they are written now.
+        fold = creating is not None and self._writes_first(creating)
         if updates and not fold:
             await self._apply(updates, now=now)
             self._superseded([by_id[update.job_id] for update in updates])
@@ -329,6 +329,13 @@ class Worker:
         await self._apply([JobUpdate(job.id, {"source_id": source_id})], now=self._clock())
         return source_id
 
+    @staticmethod
+    def _writes_first(job: Job) -> bool:
+        """``_create``'s first store call for ``job`` is its ``creating`` mark: a queued job (no invocation
+        to look for) whose source is known (none to resolve). Only then can it carry the step's
+        supersedes."""
+        return job.state is JobState.QUEUED and job.source_id is not None
+
     async def _create(
         self, job: Job, lane_jobs: Sequence[Job], *, supersede: Sequence[JobUpdate] = ()
     ) -> list[int] | None:
@@ -336,7 +343,7 @@ class Worker:
         ids of the lane's older pending invocations it superseded (marked ``cancel_wanted``).
 
         ``supersede``: the step's updates of the jobs it replaced, written with the ``creating`` mark
-        (the caller passes them only for a queued job whose source is known, so nothing comes first)."""
+        (passed only when :meth:`_writes_first`)."""
         ctx = structlog.contextvars.bound_contextvars(
             job_id=job.id, delivery_id=job.delivery_id, repository=job.repository, branch=job.branch,
             sha=job.after, collection=job.collection,

@@ -392,8 +392,7 @@ class SqliteStore(SqlStore):
             if held != len(lanes):
                 return False
             if lease is not None:
-                for lane in lanes:
-                    t.renew_lane(tx, lane, owner=owner, now=now, lease=lease)
+                t.renew_lanes(tx, lanes, owner=owner, now=now, lease=lease)
         values = [value.value if isinstance(value, Enum) else value for value in fields.values()]
         assignments = "".join(f"{name} = ?, " for name in fields)  # names checked by check_update
         update = f"UPDATE jobs SET {assignments}updated_at = ? WHERE id IN ({{marks}})"  # noqa: S608

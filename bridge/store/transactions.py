@@ -250,6 +250,13 @@ def renew_lane(tx: Tx, lane: str, *, owner: str, now: float, lease: float) -> bo
     return tx.run("renew_lane", lane=lane, owner=owner, now=float(now), lease_until=float(now + lease)) > 0
 
 
+def renew_lanes(tx: Tx, lanes: Iterable[str], *, owner: str, now: float, lease: float) -> None:
+    """Renew ``owner``'s leases of ``lanes`` (all held by ``owner``, checked by the caller), in order:
+    the renewal an ``apply(..., lease=...)`` makes in its own transaction."""
+    for lane in lanes:
+        renew_lane(tx, lane, owner=owner, now=now, lease=lease)
+
+
 def release_lane(tx: Tx, lane: str, *, owner: str, hold_until: float | None = None) -> None:
     tx.run(
         "release_lane", lane=lane, owner=owner, hold_until=None if hold_until is None else float(hold_until)
@@ -289,8 +296,7 @@ def apply(
     if owner is not None and not all(_holds(row, owner=owner, now=now) for row in leases.values()):
         return False
     if owner is not None and lease is not None:
-        for lane in leases:  # sorted, and each held by owner (checked above)
-            renew_lane(tx, lane, owner=owner, now=now, lease=lease)
+        renew_lanes(tx, leases, owner=owner, now=now, lease=lease)  # sorted, each held (checked above)
     # Stable sort: each job's updates keep their order, and job rows are locked in id order.
     for update in sorted(updates, key=lambda update: update.job_id):
         row = tx.row("update_job", **_update_params(update, now))

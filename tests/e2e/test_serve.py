@@ -186,3 +186,29 @@ def test_missing_secret_refuses_to_start(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert b"BRIDGE_WEBHOOK_SECRET" in done.stderr
+
+
+def test_start_up_calls_the_sync_api_not_once_per_route(tmp_path: Path) -> None:
+    """Issue 6: with many routes (described sources and source ids, exact names and globs), `bridge
+    serve` becomes ready without one Sync call; a described source is found on its first push only."""
+    with emulator_process(tmp_path) as emulator:
+        source = emulator.add_source("acme/api")
+        lines = ["routes:"]
+        for k in range(200):
+            lines += [f"  - repository: org-{k}/repo-{k}", f"    source_id: {source}"]
+            lines += [f'  - repository: "team-{k}/*"', "    source:", f"      database_name: db-{k}"]
+        env = bridge_env(tmp_path, sync_url=emulator.url, routes="\n".join(lines) + "\n")
+        bridge = Bridge(env=env, tmp=tmp_path)
+        bridge.start()
+        try:
+            assert httpx.get(f"{bridge.url}/readyz", timeout=5).status_code == 200
+            before = dict(emulator.state()["counters"])
+            assert before == {"create_source": 1}  # the test's own add_source above, nothing of the bridge
+            sha = fake_sha("e2e-startup")
+            assert send_push(bridge.url, repository="team-7/web", branch="main", after=sha).status_code == 202
+            wait_until(lambda: len(invocations_for(emulator, sha)) == 1, timeout=15)
+            after = dict(emulator.state()["counters"])
+            assert after.get("list_sources", 0) == 1  # db-7's lookup, for the one route pushed to
+            assert after.get("create_invocation", 0) == 1
+        finally:
+            assert bridge.terminate() == 0

@@ -26,7 +26,8 @@ Prints a table (medians over the rounds, ratio bridge/bare) and writes it as JSO
 ``bench/results/ingress-latest.json``. ``--pin server=1,load=0`` pins the two servers to CPU 1 and
 wrk, the load generator and the emulator to CPU 0 (``taskset``); by default nothing is pinned.
 ``--profile`` records the bridge with py-spy during one extra wrk run (needs ``py-spy`` on PATH or in
-``.venv-bench``).
+``.venv-bench``); with ``--profile-open`` during one extra open-loop run at ``--rate`` instead (where
+the 1,000/s answer latency's CPU goes).
 """
 
 from __future__ import annotations
@@ -196,6 +197,9 @@ def main() -> None:
     parser.add_argument("--profile-idle", action="store_true", help="sample idle (waiting) threads too")
     parser.add_argument(
         "--profile-children", action="store_true", help="profile the bridge's child processes too"
+    )
+    parser.add_argument(
+        "--profile-open", action="store_true", help="profile during an open-loop run at --rate, not wrk"
     )
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "ingress-latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -387,14 +391,18 @@ def main() -> None:
                 wait_idle(procs)
                 profile = subprocess.Popen(
                     [spy, "record", "--pid", str(servers["bridge"].pid), "--threads", "--rate", "250",
-                     "--duration", str(int(args.seconds)), "--format", _spy_format(args.profile),
+                     "--duration", str(int(args.rate_seconds if args.profile_open else args.seconds)),
+                     "--format", _spy_format(args.profile),
                      "-o", str(args.profile), *(["--gil"] if args.profile_gil else []),
                      *(["--idle"] if args.profile_idle else []),
                      *(["--subprocesses"] if args.profile_children else [])],
                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                 )  # fmt: skip
                 time.sleep(0.5)
-                wrk("bridge", args.seconds, "profile")
+                if args.profile_open:
+                    _open_loop(servers["bridge"].url, bodies_for("bridge"), args, load_cpus, f"p{stamp}")
+                else:
+                    wrk("bridge", args.seconds, "profile")
                 profile.wait(60)
                 print(f"profile: {args.profile}", flush=True)
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -51,7 +52,10 @@ class WalSyncer(Generic[T]):
         self._inode = -1
         self._waiting: list[T] = []
         self._running: asyncio.Future[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bridge-sqlite-fsync")
+        # One thread of its own, fed through a SimpleQueue: a ThreadPoolExecutor's submit() (a Future,
+        # a work item, two locks) was ~9 % of the worker loop's samples at 1,000 deliveries/s.
+        self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[T]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self.syncs = 0
 
     def open(self) -> None:
@@ -87,7 +91,16 @@ class WalSyncer(Generic[T]):
         batch, self._waiting = self._waiting, []
         loop = asyncio.get_running_loop()
         self._running = loop.create_future()
-        self._executor.submit(self._sync_then_tell, loop, batch)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="bridge-sqlite-fsync", daemon=True)
+            self._thread.start()
+        self._jobs.put((loop, batch))
+
+    def _serve(self) -> None:
+        """The sync thread: one fsync per request, until ``close()`` sends ``None``."""
+        while (job := self._jobs.get()) is not None:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody is left to tell
+                self._sync_then_tell(*job)
 
     def _sync_then_tell(self, loop: asyncio.AbstractEventLoop, batch: list[T]) -> None:
         """In the sync thread: fsync, then hand the outcome straight to the loop (one wake-up; an
@@ -124,7 +137,10 @@ class WalSyncer(Generic[T]):
             await asyncio.shield(self._running)  # set once that sync's requests are settled
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -222,3 +222,28 @@ async def test_an_observer_that_fails_changes_nothing(db_path: Path, fsync: Gate
         assert await store.accept(delivery("d-1"), [new_job()]) is None  # stored: a redelivery now
     finally:
         await store.close()
+
+
+async def test_the_syncer_runs_one_thread_of_its_own_and_stops_it_on_close(tmp_path: Path) -> None:
+    """Every fsync goes to one long-lived thread (no executor per call); close() ends it."""
+    wal = tmp_path / "x.db-wal"
+    wal.write_bytes(b"log")
+    settled: list[list[int]] = []
+    syncer: WalSyncer[int] = WalSyncer(str(wal), lambda batch, error: settled.append(batch))
+    syncer.open()
+
+    def sync_threads() -> list[threading.Thread]:
+        return [thread for thread in threading.enumerate() if thread.name == "bridge-sqlite-fsync"]
+
+    before = len(sync_threads())
+    try:
+        for round_ in range(3):
+            syncer.add([round_])
+            await syncer.drain()
+        assert settled == [[0], [1], [2]]
+        assert syncer.syncs == 3
+        assert len(sync_threads()) == before + 1
+    finally:
+        syncer.close()
+    assert len(sync_threads()) == before
+    syncer.close()  # a second close is harmless

@@ -52,8 +52,10 @@ class WalSyncer(Generic[T]):
         self._inode = -1
         self._waiting: list[T] = []
         self._running: asyncio.Future[None] | None = None
-        # One thread of its own, fed through a SimpleQueue: a ThreadPoolExecutor's submit() (a Future,
-        # a work item, two locks) was ~9 % of the worker loop's samples at 1,000 deliveries/s.
+        # One thread of its own, fed through a SimpleQueue, rather than a ThreadPoolExecutor, whose
+        # submit() (a Future, a work item, two locks) took 3-4 % of the worker process's samples: in
+        # three end-to-end A/B runs the bridge's CPU per request was 4-17 % lower (bench/README.md,
+        # tenth round; the seventh round's store-only benchmark had shown no difference).
         self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[T]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.syncs = 0

@@ -201,6 +201,9 @@ def main() -> None:
     parser.add_argument(
         "--profile-open", action="store_true", help="profile during an open-loop run at --rate, not wrk"
     )
+    parser.add_argument(
+        "--profile-server", default="bridge", help="which server to profile (e.g. bridge+10000, before)"
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "ingress-latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--env", action="append", default=[], help="extra BRIDGE_X=Y for the bridge")
@@ -390,7 +393,8 @@ def main() -> None:
             else:
                 wait_idle(procs)
                 profile = subprocess.Popen(
-                    [spy, "record", "--pid", str(servers["bridge"].pid), "--threads", "--rate", "250",
+                    [spy, "record", "--pid", str(servers[args.profile_server].pid), "--threads",
+                     "--rate", "250",
                      "--duration", str(int(args.rate_seconds if args.profile_open else args.seconds)),
                      "--format", _spy_format(args.profile),
                      "-o", str(args.profile), *(["--gil"] if args.profile_gil else []),
@@ -400,9 +404,10 @@ def main() -> None:
                 )  # fmt: skip
                 time.sleep(0.5)
                 if args.profile_open:
-                    _open_loop(servers["bridge"].url, bodies_for("bridge"), args, load_cpus, f"p{stamp}")
+                    url, bodies = servers[args.profile_server].url, bodies_for(args.profile_server)
+                    _open_loop(url, bodies, args, load_cpus, f"p{stamp}")
                 else:
-                    wrk("bridge", args.seconds, "profile")
+                    wrk(args.profile_server, args.seconds, "profile")
                 profile.wait(60)
                 print(f"profile: {args.profile}", flush=True)
 

@@ -53,9 +53,9 @@ class WalSyncer(Generic[T]):
         self._waiting: list[T] = []
         self._running: asyncio.Future[None] | None = None
         # One thread of its own, fed through a SimpleQueue, rather than a ThreadPoolExecutor, whose
-        # submit() (a Future, a work item, two locks) took 3-4 % of the worker process's samples: in
-        # three end-to-end A/B runs the bridge's CPU per request was 4-17 % lower (bench/README.md,
-        # tenth round; the seventh round's store-only benchmark had shown no difference).
+        # submit() (a Future, a work item, two locks per fsync) showed in 3.4 % of the samples at
+        # 1,000/s. End to end the bridge's CPU per request was 4-17 % lower in three A/B runs and 3 %
+        # higher in a fourth: a small gain at most (bench/README.md, tenth round).
         self._jobs: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[T]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.syncs = 0

@@ -51,7 +51,7 @@ from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.ipc import Answered, CallbackHandler, Channel, ChannelClosed, Handler, Link, RemoteError, serve
 from bridge.metrics import Metrics
 from bridge.settings import Settings
-from bridge.store.base import Accepted, when_settled
+from bridge.store.base import Accepted
 
 log = structlog.get_logger("bridge.worker_process")
 
@@ -339,12 +339,11 @@ async def _run(fd: int) -> int:
         """One batch of the ingress's accepts, answered with, for each, (True, superseded ids or None
         for a redelivery) or (False, (error type, message)). The SQLite store runs the batch now and
         the answer is written as soon as its commit is on disk: no task, no turn of the loop between
-        (``bench/README.md``, seventh round)."""
+        (``bench/README.md``, seventh round), and not after the next commit either (tenth round)."""
         assert isinstance(store, SqliteStore)  # registered below for SQLite only
         accepts = [(DeliveryRecord(*delivery), [NewJob(*job) for job in jobs]) for delivery, jobs in items]
-        when_settled(
-            store.accept_soon(accepts),
-            lambda outcomes: answered(True, [_answer_of(outcome) for outcome in outcomes]),
+        store.accept_soon(
+            accepts, then=lambda outcomes: answered(True, [_answer_of(outcome) for outcome in outcomes])
         )
 
     async def ready() -> int:

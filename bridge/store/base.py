@@ -14,7 +14,7 @@ returns ``False`` once the caller no longer holds the lane.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, TypeVar
 
@@ -130,31 +130,8 @@ async def each_outcome(calls: Iterable[Awaitable[T]]) -> list[T | Exception]:
     return outcomes
 
 
-def when_settled(
-    futures: Sequence[asyncio.Future[T]], then: Callable[[list[T | BaseException]], None]
-) -> None:
-    """Call ``then`` with each future's result or exception (in order) once all are settled: the
-    callback form of :func:`each_outcome`, for a caller that must not wait in a task of its own."""
-    remaining = len(futures)
-    if not remaining:
-        then([])
-        return
-
-    def settled(_: asyncio.Future[T]) -> None:
-        nonlocal remaining
-        remaining -= 1
-        if remaining == 0:
-            outcomes: list[T | BaseException] = []
-            for future in futures:
-                outcome = _outcome(future)
-                outcomes.append(outcome)
-            then(outcomes)
-
-    for future in futures:
-        future.add_done_callback(settled)
-
-
-def _outcome(future: asyncio.Future[T]) -> T | BaseException:
+def future_outcome(future: asyncio.Future[T]) -> T | BaseException:
+    """A settled future's result, or its exception (a cancelled one: ``StoreClosed``)."""
     if future.cancelled():
         return StoreClosed("the request was cancelled")
     error = future.exception()

@@ -74,7 +74,7 @@ from bridge.core.errors import ConfigError
 from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.core.supersede import Link, replaces
 from bridge.store import transactions as t
-from bridge.store.base import Accepted, JobUpdate, StoreClosed, each_outcome
+from bridge.store.base import Accepted, JobUpdate, StoreClosed, each_outcome, future_outcome
 from bridge.store.migrate import apply_migrations, split_sqlite_script
 from bridge.store.queries import load_queries
 from bridge.store.sql import SqlStore
@@ -95,6 +95,7 @@ class _Request:
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     accept: Accept | None = None  # set by accept(): may run in bulk with its neighbours
+    then: Callable[[], None] | None = None  # called as the future is settled, in the same callback
 
 
 Outcome = tuple[_Request, Any, BaseException | None]
@@ -137,6 +138,8 @@ def _tell(observer: Callable[..., None], *args: Any) -> None:
 def _settle_all(outcomes: list[Outcome]) -> None:
     for request, result, error in outcomes:
         _settle(request.future, result, error)
+        if request.then is not None:
+            request.then()
 
 
 def _sizes(count: int) -> list[int]:
@@ -332,12 +335,33 @@ class SqliteStore(SqlStore):
         return await each_outcome(self.accept_soon(accepts))
 
     def accept_soon(
-        self, accepts: Sequence[tuple[DeliveryRecord, Sequence[NewJob]]]
+        self,
+        accepts: Sequence[tuple[DeliveryRecord, Sequence[NewJob]]],
+        *,
+        then: Callable[[list[Accepted | BaseException | None]], None] | None = None,
     ) -> list[asyncio.Future[Accepted | None]]:
         """Queue every accept at once, for one bulk insert and one commit; the future of each one's
         result. On the loop, the batch's SQL runs now, not at the end of this turn (the whole batch is
-        here); each future is settled once the commit is on disk."""
-        futures = [self._enqueue(*_accept_body(delivery, jobs)) for delivery, jobs in accepts]
+        here); each future is settled once the commit is on disk.
+
+        ``then`` is called with every accept's outcome (its result or its error, in order) as soon as
+        the last of them is settled, in the very callback that settles them. A future's own callbacks
+        run only at the loop's next turn, and on the loop an fsync's settling is followed at once by
+        the next commit's SQL: the worker process writes its answers in ``then``, before that commit,
+        not a commit later (``bench/README.md``, tenth round)."""
+        futures: list[asyncio.Future[Accepted | None]] = []
+        settled: Callable[[], None] | None = None
+        if then is not None:
+            remaining = len(accepts)
+
+            def settled() -> None:
+                nonlocal remaining
+                remaining -= 1
+                if remaining == 0:
+                    then(list(map(future_outcome, futures)))
+
+        for delivery, jobs in accepts:
+            futures.append(self._enqueue(*_accept_body(delivery, jobs), then=settled))
         if self._on_loop:
             self._flush()
         return futures
@@ -412,8 +436,11 @@ class SqliteStore(SqlStore):
         """Run ``body`` in the writer thread's next group commit; its result once committed."""
         return await self._enqueue(body)
 
-    def _enqueue(self, body: Callable[[Tx], T], accept: Accept | None = None) -> asyncio.Future[T]:
-        """Queue ``body`` for the next group commit; the future of its result once committed."""
+    def _enqueue(
+        self, body: Callable[[Tx], T], accept: Accept | None = None, *, then: Callable[[], None] | None = None
+    ) -> asyncio.Future[T]:
+        """Queue ``body`` for the next group commit; the future of its result once committed (and
+        ``then()`` called as it is settled)."""
         if self._on_loop:
             if self._connection is None or self._closing:
                 raise StoreClosed("SqliteStore is not open")
@@ -421,7 +448,7 @@ class SqliteStore(SqlStore):
             raise StoreClosed("SqliteStore is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        request = _Request(body, future, loop, accept)
+        request = _Request(body, future, loop, accept, then)
         if not self._on_loop:
             self._queue.put(request)
         else:
@@ -484,7 +511,7 @@ class SqliteStore(SqlStore):
             self._resolve_all([(request, result, error)])
             return
         with contextlib.suppress(RuntimeError):  # the caller's event loop is already closed
-            request.loop.call_soon_threadsafe(_settle, request.future, result, error)
+            request.loop.call_soon_threadsafe(_settle_all, [(request, result, error)])
 
     def _resolve_all(self, outcomes: Sequence[Outcome]) -> None:
         """Settle a batch's futures with one wake-up of each event loop, not one per request (on_loop:

@@ -247,3 +247,29 @@ async def test_the_syncer_runs_one_thread_of_its_own_and_stops_it_on_close(tmp_p
         syncer.close()
     assert len(sync_threads()) == before
     syncer.close()  # a second close is harmless
+
+
+async def test_accept_soon_then_is_told_every_outcome_as_the_fsync_settles_them(
+    store: SqliteStore, fsync: GatedSync
+) -> None:
+    """``then`` gets each accept's outcome in order once the fsync returns, in the callback that
+    settles the batch: before the futures' own callbacks had their turn of the loop."""
+    assert await store.accept(delivery("d-0"), [new_job()])
+    told: list[list[object]] = []
+    fsync.gate.clear()
+    futures = store.accept_soon(
+        [(delivery("d-1"), [new_job()]), (delivery("d-0"), [new_job()])], then=told.append
+    )
+    seen_by_callbacks: list[int] = []
+    futures[-1].add_done_callback(lambda _: seen_by_callbacks.append(len(told)))
+    await fsync.wait_entered()
+    await asyncio.sleep(0.05)
+    assert told == []  # committed, not yet durable
+    fsync.gate.set()
+    await asyncio.gather(*futures)
+    assert len(told) == 1
+    first, second = told[0]
+    assert first is not None
+    assert not isinstance(first, BaseException)
+    assert second is None  # d-0 again: a redelivery
+    assert seen_by_callbacks == [1]  # then ran before the futures' callbacks

@@ -221,6 +221,8 @@ def main() -> None:
         " 'before' in the same rounds and open-loop runs: a before/after comparison side by side",
     )
     args = parser.parse_args()
+    if args.profile_open and args.rate <= 0:
+        parser.error("--profile-open profiles an open-loop run: give it a --rate above 0")
     pins = parse_pin(args.pin)
     server_cpus, load_cpus = pins.get("server"), pins.get("load")
 

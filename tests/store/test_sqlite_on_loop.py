@@ -273,3 +273,9 @@ async def test_accept_soon_then_is_told_every_outcome_as_the_fsync_settles_them(
     assert not isinstance(first, BaseException)
     assert second is None  # d-0 again: a redelivery
     assert seen_by_callbacks == [1]  # then ran before the futures' callbacks
+
+
+async def test_accept_soon_then_answers_an_empty_batch_at_once(store: SqliteStore) -> None:
+    told: list[list[object]] = []
+    assert store.accept_soon([], then=told.append) == []
+    assert told == [[]]

@@ -8,7 +8,10 @@ each, one after another, until ``--total`` are stored. Modes:
 - ``sqlite-inline``: the anti-pattern DESIGN.md warns about: a synchronous SQLite commit per request,
   run inside the event loop (WAL, synchronous=FULL).
 - ``sqlite-1``: SqliteStore with ``max_batch=1``: off the loop, but one commit (fsync) per request.
-- ``sqlite``: SqliteStore as shipped: one writer thread, group commit.
+- ``sqlite``: SqliteStore as shipped for the ingress and the admin commands: one writer thread, group
+  commit.
+- ``sqlite-loop``: SqliteStore as the worker process runs it (``on_loop=True``): group commits on the
+  event loop, the WAL fsynced by its ``WalSyncer``, checkpoints in their own thread (eleventh round).
 - ``postgres``: PostgresStore (pool of 10), on a scratch schema dropped afterwards; skipped when the
   server does not answer.
 
@@ -42,11 +45,19 @@ from bridge.store.transactions import Tx
 Accept = Callable[[DeliveryRecord, list[NewJob]], Awaitable[bool]]
 
 
+LANES = 50
+
+
 def delivery(index: int) -> tuple[DeliveryRecord, list[NewJob]]:
+    """Push ``index``: each of the 50 lanes gets a chain of pushes, each one's ``before`` the previous
+    one's ``after``, as a branch's pushes are, so each push replaces the lane's queued job (the arrival
+    rule). Until the eleventh round every ``before`` was zeros: nothing was replaced, queued jobs piled
+    up in every lane and the arrival rule's join over them made the benchmark slower the longer it ran."""
     sha = f"{index:040x}"
+    before = f"{index - LANES:040x}" if index >= LANES else "0" * 40
     record = DeliveryRecord("hook-1", f"delivery-{index}", "push", "acme/api", "refs/heads/main", sha, 1e9)
     job = NewJob(
-        lane=f"lane-{index % 50}",
+        lane=f"lane-{index % LANES}",
         route="route-0",
         source_key="src",
         source_id="5d6c1f0e-0000-4000-8000-000000000001",
@@ -54,7 +65,7 @@ def delivery(index: int) -> tuple[DeliveryRecord, list[NewJob]]:
         repository="acme/api",
         repository_id=1,
         branch="main",
-        before="0" * 40,
+        before=before,
         after=sha,
         pushed_at=None,
         collection=f"acme-api-main-{sha[:12]}",
@@ -85,7 +96,7 @@ def report(mode: str, elapsed: float, latencies: list[float], extra: str = "") -
     quantiles = statistics.quantiles(latencies, n=100)
     print(
         f"{mode:<14} {len(latencies) / elapsed:>9.0f} accepts/s   p50 {quantiles[49] * 1e3:7.2f} ms"
-        f"   p99 {quantiles[98] * 1e3:7.2f} ms   {extra}",
+        f"   p99 {quantiles[98] * 1e3:7.2f} ms   max {max(latencies) * 1e3:7.2f} ms   {extra}",
         flush=True,
     )
 
@@ -113,8 +124,10 @@ async def sqlite_inline(path: Path, *, total: int, concurrency: int) -> None:
     report("sqlite-inline", elapsed, latencies, f"commits {total}")
 
 
-async def sqlite_store(mode: str, path: Path, *, max_batch: int, total: int, concurrency: int) -> None:
-    store = SqliteStore(path, max_batch=max_batch)
+async def sqlite_store(
+    mode: str, path: Path, *, max_batch: int, total: int, concurrency: int, on_loop: bool = False
+) -> None:
+    store = SqliteStore(path, max_batch=max_batch, on_loop=on_loop)
     await store.open()
     try:
         elapsed, latencies = await drive(store.accept, total=total, concurrency=concurrency)
@@ -154,7 +167,7 @@ async def main() -> None:
         "--postgres",
         default=os.environ.get("BRIDGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
     )
-    parser.add_argument("--modes", default="sqlite-inline,sqlite-1,sqlite,postgres")
+    parser.add_argument("--modes", default="sqlite-inline,sqlite-1,sqlite,sqlite-loop,postgres")
     args = parser.parse_args()
     modes = args.modes.split(",")
     print(
@@ -170,6 +183,8 @@ async def main() -> None:
             await sqlite_store("sqlite-1", folder / "single.db", max_batch=1, **kwargs)
         if "sqlite" in modes:
             await sqlite_store("sqlite", folder / "group.db", max_batch=512, **kwargs)
+        if "sqlite-loop" in modes:
+            await sqlite_store("sqlite-loop", folder / "loop.db", max_batch=512, on_loop=True, **kwargs)
         if "postgres" in modes:
             await postgres_store(args.postgres, **kwargs)
 

@@ -84,7 +84,6 @@ from bridge.store.walsync import WalSyncer
 T = TypeVar("T")
 
 MIN_SQLITE_VERSION: Final = (3, 35, 0)  # RETURNING
-WAL_AUTOCHECKPOINT_PAGES: Final = 4_000  # on the loop; SQLite's default is 1,000 (see _prepare)
 
 
 Accept = tuple[DeliveryRecord, tuple[NewJob, ...]]
@@ -300,14 +299,6 @@ class SqliteStore(SqlStore):
         if mode != "wal" and self.path != ":memory:":
             raise RuntimeError(f"SQLite refused WAL mode for {self.path!r} (journal_mode={mode})")
         connection.execute(f"PRAGMA synchronous={'NORMAL' if self._synced_by_us else 'FULL'}")
-        if self._synced_by_us:
-            # SQLite checkpoints inside the COMMIT that leaves 1,000 pages or more in the log, and on the
-            # loop that stalls everything (4-7 ms each, once per ~60 commits under wrk). At 4,000 pages
-            # (a 16 MB log) the stalls come four times less often and last ~1.5 times as long (hot pages
-            # are copied once per checkpoint, and each pays the same two syncs): 0.7 s instead of 1.8 s
-            # of stalls in one run of the same load, most of them still under 10 ms (16,000: 0.34 s,
-            # but mostly over 10 ms; bench/README.md, eleventh round).
-            connection.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         connection.execute("PRAGMA foreign_keys=ON")
         # Statement journals and temporary b-trees in memory, not in temporary files: every multi-row
         # statement inside the group commit's transaction needs a statement journal, and each one was

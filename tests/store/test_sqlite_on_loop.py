@@ -15,7 +15,7 @@ import pytest
 
 from bridge.store import open_store
 from bridge.store import walsync as walsync_module
-from bridge.store.sqlite import WAL_AUTOCHECKPOINT_PAGES, SqliteStore
+from bridge.store.sqlite import SqliteStore
 from bridge.store.walsync import WalSyncer
 from tests.store.builders import delivery, new_job
 from tests.store.test_sqlite import pragma
@@ -85,19 +85,6 @@ async def test_commits_are_normal_and_synced_by_the_store(store: SqliteStore) ->
     """synchronous=NORMAL (1): COMMIT does not fsync; the WalSyncer does, before any answer."""
     assert await store._transact(pragma("synchronous")) == 1
     assert await store._transact(pragma("temp_store")) == 2  # MEMORY
-
-
-async def test_the_loop_checkpoints_at_four_times_sqlites_default(store: SqliteStore, db_path: Path) -> None:
-    """A COMMIT on the loop runs SQLite's automatic checkpoint, a stall of the whole loop: the on-loop
-    store lets the log grow to WAL_AUTOCHECKPOINT_PAGES first; the writer-thread store keeps 1,000."""
-    assert WAL_AUTOCHECKPOINT_PAGES == 4_000
-    assert await store._transact(pragma("wal_autocheckpoint")) == WAL_AUTOCHECKPOINT_PAGES
-    threaded = SqliteStore(db_path, release_leases=False)
-    await threaded.open()
-    try:
-        assert await threaded._transact(pragma("wal_autocheckpoint")) == 1_000
-    finally:
-        await threaded.close()
 
 
 async def test_an_accept_is_answered_only_after_the_wal_is_synced(

@@ -279,3 +279,18 @@ async def test_accept_soon_then_answers_an_empty_batch_at_once(store: SqliteStor
     told: list[list[object]] = []
     assert store.accept_soon([], then=told.append) == []
     assert told == [[]]
+
+
+async def test_accept_soon_then_is_told_a_failed_fsync_as_every_outcome(
+    store: SqliteStore, fsync: GatedSync
+) -> None:
+    """A failed fdatasync reaches ``then`` too (the worker process answers the ingress with the
+    error, which answers 500): an answer that skipped ``then`` would leave the ingress waiting."""
+    fsync.error = OSError(5, "Input/output error")
+    told: list[list[object]] = []
+    futures = store.accept_soon(
+        [(delivery("d-1"), [new_job()]), (delivery("d-2"), [new_job()])], then=told.append
+    )
+    await asyncio.gather(*futures, return_exceptions=True)
+    assert len(told) == 1
+    assert [type(outcome) for outcome in told[0]] == [OSError, OSError]

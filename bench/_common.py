@@ -90,6 +90,63 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
     return out
 
 
+def thread_sched(pid: int) -> dict[str, tuple[float, float, int]]:
+    """Per thread of a process and of its child processes (keys as :func:`thread_cpu_seconds`): seconds
+    on a CPU, seconds runnable but waiting for one, and times it was scheduled in
+    (``/proc/PID/task/TID/schedstat``). The wait is what a pipeline of threads and processes loses to
+    sharing the CPUs: each hand-off wakes a thread that may find both CPUs taken."""
+    out: dict[str, tuple[float, float, int]] = {}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                comm = (task / "comm").read_text().strip()
+                name = "main" if task.name == str(pid) else f"{comm}-{task.name}"
+                run, wait, slices = (task / "schedstat").read_text().split()
+                out[name] = (int(run) / 1e9, int(wait) / 1e9, int(slices))
+    for child in child_pids(pid):
+        out.update({f"child-{child}:{k}": v for k, v in thread_sched(child).items()})
+    return out
+
+
+def sched_delta(
+    before: dict[str, tuple[float, float, int]], after: dict[str, tuple[float, float, int]], seconds: float
+) -> dict[str, dict[str, float]]:
+    """What each thread busy for over 5 % of ``seconds`` spent between two :func:`thread_sched` readings:
+    its CPU (cores), its wait for a CPU (seconds per second) and the mean wait each time it was woken."""
+    out: dict[str, dict[str, float]] = {}
+    for name, (run, wait, slices) in after.items():
+        run0, wait0, slices0 = before.get(name, (0.0, 0.0, 0))
+        if run - run0 < 0.05 * seconds:
+            continue
+        woken = max(1, slices - slices0)
+        out[name] = {
+            "cpu": round((run - run0) / seconds, 2),
+            "wait": round((wait - wait0) / seconds, 2),
+            "wait_us_per_wake": round(1e6 * (wait - wait0) / woken),
+            "wakes_per_s": round(woken / seconds),
+        }
+    return out
+
+
+def machine_ticks() -> list[int]:
+    """The first line of ``/proc/stat``: CPU time of the whole machine by kind, in clock ticks."""
+    return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def machine_busy(before: list[int], after: list[int]) -> dict[str, float]:
+    """Cores busy (not idle, not waiting for I/O), stolen by the hypervisor, and in I/O wait between two
+    :func:`machine_ticks` readings."""
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(delta) or 1
+    cores = os.cpu_count() or 1
+    idle, iowait, steal = delta[3], delta[4], delta[7] if len(delta) > 7 else 0
+    return {
+        "busy": round(cores * (total - idle - iowait) / total, 2),
+        "steal": round(cores * steal / total, 2),
+        "iowait": round(cores * iowait / total, 2),
+    }
+
+
 def machine() -> dict[str, str]:
     model = "unknown"
     with contextlib.suppress(OSError):
@@ -333,6 +390,8 @@ class WrkResult:
     cpu: float = 0.0  # CPU cores the server used during the run
     thread_cpu: dict[str, float] = field(default_factory=dict)
     cpu_us_per_request: float = 0.0  # CPU of every thread of the server and its children, per request
+    machine: dict[str, float] = field(default_factory=dict)  # machine_busy over the wrk process's run
+    sched: dict[str, dict[str, float]] = field(default_factory=dict)  # sched_delta of the server's threads
 
 
 def run_wrk(

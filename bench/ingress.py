@@ -59,17 +59,21 @@ from bench._common import (
     bridge_env,
     cpu_seconds,
     machine,
+    machine_busy,
+    machine_ticks,
     median,
     push_bodies,
     routes_yaml,
     rss_mb,
     run_wrk,
+    sched_delta,
     scratch_dir,
     start_bare,
     start_bridge,
     start_emulator,
     store_stats,
     thread_cpu_seconds,
+    thread_sched,
     write_wrk_bodies,
 )
 from bench.loadgen import OpenLoopResult
@@ -124,6 +128,8 @@ def summarize(results: list[WrkResult]) -> dict[str, float]:
         "max_ms": median([r.max_ms for r in results]),
         "cpu": median([r.cpu for r in results]),
         "cpu_us_per_request": median([r.cpu_us_per_request for r in results]),
+        "machine_busy": median([r.machine.get("busy", float("nan")) for r in results]),
+        "cpu_wait": median([sum(t["wait"] for t in r.sched.values()) for r in results]),
         "non_2xx": sum(r.non_2xx for r in results),
         "socket_errors": sum(r.socket_errors for r in results),
     }
@@ -314,6 +320,8 @@ def main() -> None:
             stats_before = None if name == "bare" else store_stats(servers[name].url)
             before = cpu_seconds(servers[name].pid)
             threads_before = thread_cpu_seconds(servers[name].pid)
+            sched_before, ticks_before = thread_sched(servers[name].pid), machine_ticks()
+            wall_before = time.time()
             result = run_wrk(
                 servers[name].url,
                 bodies_file,
@@ -325,6 +333,12 @@ def main() -> None:
                 cpus=load_cpus,
             )
             result.cpu = (cpu_seconds(servers[name].pid) - before) / result.seconds
+            # By the wall clock of the whole wrk process (its start-up parses the bodies file, ~1 s, with
+            # no load on the server): how busy the machine was, and how long each busy thread of the
+            # server waited for a CPU (thirteenth round).
+            wall = time.time() - wall_before
+            result.machine = machine_busy(ticks_before, machine_ticks())
+            result.sched = sched_delta(sched_before, thread_sched(servers[name].pid), wall)
             threads_after = thread_cpu_seconds(servers[name].pid)
             busy = {
                 thread: round((spent - threads_before.get(thread, 0.0)) / result.seconds, 2)
@@ -345,6 +359,7 @@ def main() -> None:
                 f"  threads {busy}",
                 flush=True,
             )
+            print(f"      sched: {_fmt_sched(result.machine, result.sched)}", flush=True)
             store_runs.setdefault(name, []).append(_print_store_stats(servers[name].url, stats_before))
             return result
 
@@ -444,6 +459,10 @@ def main() -> None:
         "(cpu: cores of the server's main process; us/req: CPU of all its threads and child processes"
         " per request)"
     )
+    print(
+        "machine busy (cores, wall clock of wrk) / the server's threads' wait for a CPU (s per s): "
+        + ", ".join(f"{n} {s['machine_busy']:.2f} / {s['cpu_wait']:.2f}" for n, s in summaries.items())
+    )
     print(f"ratio bridge/bare (of medians): {ratio:.2f}; per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     if args.before:
         earlier = [b.rps / a.rps for a, b in zip(results["bare"], results["before"], strict=True)]
@@ -485,6 +504,20 @@ def main() -> None:
     print(f"written: {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fmt_sched(busy: dict[str, float], per_thread: dict[str, dict[str, float]]) -> str:
+    """One line: the machine's busy cores, then for each busy thread of the server its CPU, its wait for
+    a CPU (seconds per second) and that wait per wake-up."""
+    threads = ", ".join(
+        f"{k} cpu {v['cpu']:.2f} wait {v['wait']:.2f}"
+        f" ({v['wait_us_per_wake']:.0f} us x {v['wakes_per_s']:.0f}/s)"
+        for k, v in sorted(per_thread.items(), key=lambda kv: -kv[1]["cpu"])
+    )
+    return (
+        f"machine busy {busy['busy']:.2f} of {os.cpu_count()} cores (steal {busy['steal']:.2f},"
+        f" iowait {busy['iowait']:.2f}); {threads}"
+    )
 
 
 def _fmt_threads(per_thread: dict[str, float]) -> str:

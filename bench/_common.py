@@ -17,10 +17,10 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -42,6 +42,7 @@ PYTHON = sys.executable
 SECRET = "bench-webhook-secret"
 TOKEN = "bench-sync-token"
 COMMITS_FOR_7KB = 10  # push_payload(commits=10) encodes to ~6.9 KB
+T = TypeVar("T")
 
 
 def scratch_dir(prefix: str) -> Path:
@@ -73,39 +74,43 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def thread_cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU seconds per thread of a process and of its child processes (``/proc/PID/task/*``): keys
-    ``main`` (the main thread), ``<comm>-<tid>`` for the others, ``child-<pid>:...`` for children's."""
-    out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                comm = (task / "comm").read_text().strip()
-                name = "main" if task.name == str(pid) else f"{comm}-{task.name}"
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                out[name] = (int(fields[11]) + int(fields[12])) / tick
-    for child in child_pids(pid):
-        out.update({f"child-{child}:{k}": v for k, v in thread_cpu_seconds(child).items()})
-    return out
-
-
-def thread_sched(pid: int) -> dict[str, tuple[float, float, int]]:
-    """Per thread of a process and of its child processes (keys as :func:`thread_cpu_seconds`): seconds
-    on a CPU, seconds runnable but waiting for one, and times it was scheduled in
-    (``/proc/PID/task/TID/schedstat``). The wait is what a pipeline of threads and processes loses to
-    sharing the CPUs: each hand-off wakes a thread that may find both CPUs taken."""
-    out: dict[str, tuple[float, float, int]] = {}
+def _per_thread(pid: int, read: Callable[[Path], T]) -> dict[str, T]:
+    """``read(/proc/PID/task/TID)`` for every thread of a process and of its child processes: keys
+    ``main`` (the main thread), ``<comm>-<tid>`` for the others, ``child-<pid>:...`` for children's. A
+    thread that ends while it is read is left out."""
+    out: dict[str, T] = {}
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError, ValueError):
                 comm = (task / "comm").read_text().strip()
-                name = "main" if task.name == str(pid) else f"{comm}-{task.name}"
-                run, wait, slices = (task / "schedstat").read_text().split()
-                out[name] = (int(run) / 1e9, int(wait) / 1e9, int(slices))
+                out["main" if task.name == str(pid) else f"{comm}-{task.name}"] = read(task)
     for child in child_pids(pid):
-        out.update({f"child-{child}:{k}": v for k, v in thread_sched(child).items()})
+        out.update({f"child-{child}:{k}": v for k, v in _per_thread(child, read).items()})
     return out
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of a process and of its child processes (``/proc/PID/task/*/stat``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def read(task: Path) -> float:
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    return _per_thread(pid, read)
+
+
+def thread_sched(pid: int) -> dict[str, tuple[float, float, int]]:
+    """Per thread of a process and of its child processes: seconds on a CPU, seconds runnable but
+    waiting for one, and times it was scheduled in (``/proc/PID/task/TID/schedstat``). The wait is what
+    a pipeline of threads and processes loses to sharing the CPUs: each hand-off wakes a thread that may
+    find both CPUs taken."""
+
+    def read(task: Path) -> tuple[float, float, int]:
+        run, wait, slices = (task / "schedstat").read_text().split()
+        return int(run) / 1e9, int(wait) / 1e9, int(slices)
+
+    return _per_thread(pid, read)
 
 
 def sched_delta(

@@ -89,17 +89,6 @@ def _per_thread(pid: int, read: Callable[[Path], T]) -> dict[str, T]:
     return out
 
 
-def thread_cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU seconds per thread of a process and of its child processes (``/proc/PID/task/*/stat``)."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def read(task: Path) -> float:
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
-
-    return _per_thread(pid, read)
-
-
 def thread_sched(pid: int) -> dict[str, tuple[float, float, int]]:
     """Per thread of a process and of its child processes: seconds on a CPU, seconds runnable but
     waiting for one, and times it was scheduled in (``/proc/PID/task/TID/schedstat``). The wait is what
@@ -111,6 +100,16 @@ def thread_sched(pid: int) -> dict[str, tuple[float, float, int]]:
         return int(run) / 1e9, int(wait) / 1e9, int(slices)
 
     return _per_thread(pid, read)
+
+
+def cpu_of(sched: dict[str, tuple[float, float, int]]) -> dict[str, float]:
+    """The CPU seconds of each thread in a :func:`thread_sched` reading."""
+    return {name: run for name, (run, _, _) in sched.items()}
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of a process and of its child processes."""
+    return cpu_of(thread_sched(pid))
 
 
 def sched_delta(

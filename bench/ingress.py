@@ -57,6 +57,7 @@ from bench._common import (
     StoreStats,
     WrkResult,
     bridge_env,
+    cpu_of,
     cpu_seconds,
     machine,
     machine_busy,
@@ -319,7 +320,6 @@ def main() -> None:
             wait_idle(procs)
             stats_before = None if name == "bare" else store_stats(servers[name].url)
             before = cpu_seconds(servers[name].pid)
-            threads_before = thread_cpu_seconds(servers[name].pid)
             sched_before, ticks_before = thread_sched(servers[name].pid), machine_ticks()
             wall_before = time.time()
             result = run_wrk(
@@ -338,8 +338,9 @@ def main() -> None:
             # server waited for a CPU (thirteenth round).
             wall = time.time() - wall_before
             result.machine = machine_busy(ticks_before, machine_ticks())
-            result.sched = sched_delta(sched_before, thread_sched(servers[name].pid), wall)
-            threads_after = thread_cpu_seconds(servers[name].pid)
+            sched_after = thread_sched(servers[name].pid)
+            result.sched = sched_delta(sched_before, sched_after, wall)
+            threads_before, threads_after = cpu_of(sched_before), cpu_of(sched_after)
             busy = {
                 thread: round((spent - threads_before.get(thread, 0.0)) / result.seconds, 2)
                 for thread, spent in threads_after.items()

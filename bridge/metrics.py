@@ -82,8 +82,9 @@ class Metrics:
         )
         self.store_sync_seconds = Histogram(
             "bridge_store_sync_seconds",
-            "SQLite: fdatasync of the WAL that makes group commits durable before they are answered"
-            " (the disk's share of bridge_ingress_seconds)",
+            "SQLite: fdatasync of the WAL that makes group commits durable before they are answered,"
+            " from its start to its outcome reaching the event loop (the disk's share of"
+            " bridge_ingress_seconds)",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=self.worker_registry,
         )

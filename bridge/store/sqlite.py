@@ -31,8 +31,9 @@ COMMIT fails, every request of the batch gets the error: nothing of it was store
 
 ``on_loop=True`` (the worker process, which owns the database): the same group commits run on the
 caller's event loop instead of a writer thread, one per turn of the loop that made requests, and
-``synchronous=NORMAL``: a :class:`~bridge.store.walsync.WalSyncer` calls ``fdatasync`` on the WAL in
-a thread of its own and settles each request's future only after the fsync that followed its commit,
+``synchronous=NORMAL``: a :class:`~bridge.store.walsync.WalSyncer` runs ``fdatasync`` on the WAL off
+the loop (a Linux AIO operation, or a thread) and settles each request's future only after the fsync
+that followed its commit,
 so "returned" still means "on disk". While an fsync runs, new requests wait and then share one
 commit. Why: in the worker process the writer thread and the event loop (the ingress's calls, the
 lanes, the Sync client) passed the GIL back and forth at every statement; measured under wrk, the

@@ -5,10 +5,11 @@ on it too (``sqlite-loop`` in ``tests/store/conftest.py``)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,34 +24,77 @@ from tests.store.test_sqlite import pragma
 pytestmark = pytest.mark.anyio
 
 
-class GatedSync:
-    """Stands in for ``os.fdatasync`` in the sync thread: records what it synced, and can be held."""
+ENGINES = ["aio", "thread"]
 
-    def __init__(self) -> None:
-        self.real = os.fdatasync
+
+def real_engine(name: str) -> walsync_module.FsyncEngine:
+    if name == "aio":
+        return walsync_module.KernelAioFsync()
+    return walsync_module.ThreadFsync()
+
+
+class Gate:
+    """Holds fsyncs back while cleared; ``set()`` starts the held ones (from any thread)."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._open = True
+        self._release = release
+
+    @property
+    def is_set(self) -> bool:
+        return self._open
+
+    def clear(self) -> None:
+        self._open = False
+
+    def set(self) -> None:
+        self._open = True
+        self._release()
+
+
+class GatedSync:
+    """The syncer's engine, wrapped: a real one (Linux AIO or the thread, by the test's parameter) that
+    records which file each fsync is for, and can be held before it starts or made to fail."""
+
+    name = "gated"
+
+    def __init__(self, inner: walsync_module.FsyncEngine) -> None:
+        self.inner = inner
         self.paths: list[str] = []
         self.entered = threading.Semaphore(0)
-        self.gate = threading.Event()
-        self.gate.set()
+        self.gate = Gate(self._release)
         self.error: OSError | None = None
+        self._held: list[tuple[asyncio.AbstractEventLoop, int, walsync_module.Done]] = []
 
-    def __call__(self, fd: int) -> None:
+    def start(self, fd: int, done: walsync_module.Done) -> None:
         self.paths.append(os.readlink(f"/proc/self/fd/{fd}"))
         self.entered.release()
-        self.gate.wait(10)
+        loop = asyncio.get_running_loop()
         if self.error is not None:
             error, self.error = self.error, None
-            raise error
-        self.real(fd)
+            loop.call_soon(done, error)
+        elif self.gate.is_set:
+            self.inner.start(fd, done)
+        else:
+            self._held.append((loop, fd, done))
+
+    def _release(self) -> None:
+        held, self._held = self._held, []
+        for loop, fd, done in held:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self.inner.start, fd, done)
+
+    def close(self) -> None:
+        self.inner.close()
 
     async def wait_entered(self) -> None:
         assert await asyncio.to_thread(self.entered.acquire, True, 10)
 
 
-@pytest.fixture
-def fsync(monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedSync]:
-    gated = GatedSync()
-    monkeypatch.setattr(walsync_module.os, "fdatasync", gated)
+@pytest.fixture(params=ENGINES)
+def fsync(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedSync]:
+    gated = GatedSync(real_engine(request.param))
+    monkeypatch.setattr(walsync_module, "default_engine", lambda: (gated, None))
     yield gated
     gated.gate.set()
 
@@ -224,8 +268,20 @@ async def test_an_observer_that_fails_changes_nothing(db_path: Path, fsync: Gate
         await store.close()
 
 
-async def test_the_syncer_runs_one_thread_of_its_own_and_stops_it_on_close(tmp_path: Path) -> None:
-    """Every fsync goes to one long-lived thread (no executor per call); close() ends it."""
+async def test_the_thread_engine_runs_one_thread_of_its_own_and_stops_it_on_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback engine: every fsync goes to one long-lived thread (no executor per call), which
+    calls ``os.fdatasync`` on the WAL; close() ends it."""
+    monkeypatch.setattr(walsync_module, "default_engine", lambda: (walsync_module.ThreadFsync(), None))
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def recording(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(walsync_module.os, "fdatasync", recording)
     wal = tmp_path / "x.db-wal"
     wal.write_bytes(b"log")
     settled: list[list[int]] = []
@@ -237,16 +293,88 @@ async def test_the_syncer_runs_one_thread_of_its_own_and_stops_it_on_close(tmp_p
 
     before = len(sync_threads())
     try:
+        assert syncer.engine == "thread"
         for round_ in range(3):
             syncer.add([round_])
             await syncer.drain()
         assert settled == [[0], [1], [2]]
         assert syncer.syncs == 3
+        assert synced == [str(wal.resolve())] * 3
         assert len(sync_threads()) == before + 1
     finally:
         syncer.close()
     assert len(sync_threads()) == before
     syncer.close()  # a second close is harmless
+
+
+async def test_the_thread_engine_hands_back_the_error_of_fdatasync(monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(walsync_module.os, "fdatasync", failing)
+    engine = walsync_module.ThreadFsync()
+    told: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    try:
+        engine.start(0, told.set_result)
+        error = await asyncio.wait_for(told, 10)
+    finally:
+        engine.close()
+    assert isinstance(error, OSError)
+    assert error.errno == 5
+
+
+async def test_on_linux_the_syncer_uses_kernel_aio_without_a_thread(tmp_path: Path) -> None:
+    """The default engine here: Linux AIO, completed on the loop; no sync thread is started."""
+    wal = tmp_path / "x.db-wal"
+    wal.write_bytes(b"log")
+    settled: list[tuple[list[int], BaseException | None]] = []
+    syncer: WalSyncer[int] = WalSyncer(str(wal), lambda batch, error: settled.append((batch, error)))
+    syncer.open()
+    threads = threading.active_count()
+    try:
+        assert syncer.engine == "aio"
+        for round_ in range(3):
+            wal.write_bytes(b"more" * round_)
+            syncer.add([round_])
+            await asyncio.wait_for(syncer.drain(), 10)
+        assert settled == [([0], None), ([1], None), ([2], None)]
+        assert syncer.syncs == 3
+        assert threading.active_count() == threads
+    finally:
+        syncer.close()
+
+
+async def test_a_file_linux_aio_cannot_fsync_falls_back_to_the_thread(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The kernel refuses an asynchronous fsync of /dev/null (no fsync of its own): the syncer logs the
+    switch and runs that fsync, and every later one, in the thread, whose own error the batch gets."""
+    settled: list[tuple[list[int], BaseException | None]] = []
+    syncer: WalSyncer[int] = WalSyncer(os.devnull, lambda batch, error: settled.append((batch, error)))
+    syncer.open()
+    try:
+        assert syncer.engine == "aio"
+        syncer.add([1])
+        await asyncio.wait_for(syncer.drain(), 10)
+        assert syncer.engine == "thread"
+        [(batch, error)] = settled
+        assert batch == [1]
+        assert isinstance(error, OSError)
+        assert error.errno == errno.EINVAL  # fdatasync's own answer, from the thread
+        syncer.add([2])
+        await asyncio.wait_for(syncer.drain(), 10)
+        assert [batch for batch, _ in settled] == [[1], [2]]
+    finally:
+        syncer.close()
+    assert "Linux AIO refused the fsync" in capsys.readouterr().out
+
+
+def test_a_linux_aio_result_is_an_error_only_when_negative() -> None:
+    """caio passes the io_event's res unsigned: minus an errno, modulo 2**64, is that error."""
+    assert walsync_module.aio_error(0) is None
+    error = walsync_module.aio_error((1 << 64) - errno.EIO)
+    assert isinstance(error, OSError)
+    assert error.errno == errno.EIO
 
 
 async def test_accept_soon_then_is_told_every_outcome_as_the_fsync_settles_them(

@@ -40,9 +40,9 @@ def rows(db_path: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 @pytest.mark.parametrize(
-    ("count", "sizes"), [(0, []), (1, [1]), (25, [16, 8, 1]), (600, [256, 256, 64, 16, 8])]
+    ("count", "sizes"), [(0, []), (1, [1]), (25, [25]), (256, [256]), (600, [256, 256, 88])]
 )
-def test_rows_split_into_power_of_two_chunks(count: int, sizes: list[int]) -> None:
+def test_rows_go_in_one_statement_up_to_the_bulk_limit(count: int, sizes: list[int]) -> None:
     assert _sizes(count) == sizes
 
 

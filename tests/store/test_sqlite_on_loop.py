@@ -8,6 +8,7 @@ import asyncio
 import errno
 import os
 import sqlite3
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,9 @@ from tests.store.test_sqlite import pragma
 pytestmark = pytest.mark.anyio
 
 
-ENGINES = ["aio", "thread"]
+ON_LINUX = sys.platform == "linux"
+ENGINES = ["aio", "thread"] if ON_LINUX else ["thread"]
+linux_only = pytest.mark.skipif(not ON_LINUX, reason="Linux AIO exists only on Linux")
 
 
 def real_engine(name: str) -> walsync_module.FsyncEngine:
@@ -323,6 +326,7 @@ async def test_the_thread_engine_hands_back_the_error_of_fdatasync(monkeypatch: 
     assert error.errno == 5
 
 
+@linux_only
 async def test_on_linux_the_syncer_uses_kernel_aio_without_a_thread(tmp_path: Path) -> None:
     """The default engine here: Linux AIO, completed on the loop; no sync thread is started."""
     wal = tmp_path / "x.db-wal"
@@ -344,6 +348,7 @@ async def test_on_linux_the_syncer_uses_kernel_aio_without_a_thread(tmp_path: Pa
         syncer.close()
 
 
+@linux_only
 async def test_a_file_linux_aio_cannot_fsync_falls_back_to_the_thread(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -204,7 +204,7 @@ class WalSyncer(Generic[T]):
         finally:
             os.close(directory)
         self._engine, reason = default_engine()
-        log.info("store.fsync_engine", engine=self._engine.name, reason=reason)
+        log.info("store.fsync_engine", engine=self._engine.name, **({"reason": reason} if reason else {}))
 
     def _reopen(self) -> None:
         if self._fd >= 0:

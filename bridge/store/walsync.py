@@ -61,8 +61,13 @@ Done = Callable[[BaseException | None], None]
 UNSUPPORTED: Final = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EAGAIN, errno.EPERM})
 
 
+class Unsupported(OSError):
+    """An engine cannot fsync this file (it never ran): another engine should."""
+
+
 class FsyncEngine(Protocol):
-    """Runs ``fdatasync(fd)`` off the loop and tells ``done`` on the loop."""
+    """Runs ``fdatasync(fd)`` off the loop and tells ``done`` on the loop (:class:`Unsupported`, raised
+    or told, if it cannot fsync that file)."""
 
     name: str
 
@@ -121,8 +126,8 @@ def aio_error(result: int) -> OSError | None:
 
 class KernelAioFsync:
     """``fdatasync`` as a Linux AIO operation (``caio.linux_aio``), completed through an ``eventfd``
-    watched by the loop. Making one raises ``ImportError`` or ``SystemError`` where there is none;
-    ``start`` raises ``OSError`` if the kernel refuses the operation."""
+    watched by the loop. Making one raises ``ImportError`` or ``SystemError`` where there is none; the
+    kernel refusing the operation is :class:`Unsupported`."""
 
     name = "aio"
 
@@ -138,13 +143,13 @@ class KernelAioFsync:
             self._loop = asyncio.get_running_loop()
             self._loop.add_reader(self._context.fileno, self._completed)
         operation = self._fdsync(fd)
-        operation.set_callback(lambda result: done(aio_error(result)))
+        operation.set_callback(lambda result: done(_refused(aio_error(result))))
         try:
             taken = self._context.submit(operation)
         except (ValueError, OverflowError, SystemError) as error:  # caio's types for io_submit's errno
-            raise OSError(errno.EINVAL, "io_submit refused the fsync") from error
+            raise Unsupported(errno.EINVAL, "io_submit refused the fsync") from error
         if taken != 1:
-            raise OSError(errno.EAGAIN, "io_submit took no operation")
+            raise Unsupported(errno.EAGAIN, "io_submit took no operation")
 
     def _completed(self) -> None:
         """The eventfd is readable: run the callbacks of every finished operation."""
@@ -158,6 +163,13 @@ class KernelAioFsync:
             with contextlib.suppress(RuntimeError, ValueError):  # the loop or the context is gone
                 self._loop.remove_reader(self._context.fileno)
             self._loop = None
+
+
+def _refused(error: OSError | None) -> OSError | None:
+    """A completed operation's error, as :class:`Unsupported` where it means AIO cannot fsync the file."""
+    if error is not None and error.errno in UNSUPPORTED:
+        return Unsupported(error.errno, error.strerror)
+    return error
 
 
 def default_engine() -> tuple[FsyncEngine, str | None]:
@@ -186,25 +198,24 @@ class WalSyncer(Generic[T]):
         self._inode = -1
         self._waiting: list[T] = []
         self._running: asyncio.Future[None] | None = None
-        self._engine: FsyncEngine | None = None
+        self._engine, reason = default_engine()
+        log.info("store.fsync_engine", engine=self._engine.name, **({"reason": reason} if reason else {}))
         self.syncs = 0
 
     @property
     def engine(self) -> str:
-        """Which :class:`FsyncEngine` runs the fsyncs ("aio" or "thread"; "" before ``open()``)."""
-        return "" if self._engine is None else self._engine.name
+        """Which :class:`FsyncEngine` runs the fsyncs: "aio" or "thread"."""
+        return self._engine.name
 
     def open(self) -> None:
-        """Open the WAL file (it exists once the database is in WAL mode and was written), make its
-        directory entry durable, once, and choose the engine."""
+        """Open the WAL file (it exists once the database is in WAL mode and was written) and make its
+        directory entry durable, once."""
         self._reopen()
         directory = os.open(os.path.dirname(os.path.abspath(self._path)), os.O_RDONLY)
         try:
             os.fsync(directory)
         finally:
             os.close(directory)
-        self._engine, reason = default_engine()
-        log.info("store.fsync_engine", engine=self._engine.name, **({"reason": reason} if reason else {}))
 
     def _reopen(self) -> None:
         if self._fd >= 0:
@@ -227,27 +238,22 @@ class WalSyncer(Generic[T]):
         self._sync(batch, time.perf_counter())
 
     def _sync(self, batch: list[T], started: float) -> None:
-        engine = self._engine
-        if engine is None:
-            engine = self._engine = ThreadFsync()
-
         def done(error: BaseException | None) -> None:
-            if engine.name == "aio" and isinstance(error, OSError) and error.errno in UNSUPPORTED:
+            if isinstance(error, Unsupported):
                 self._fall_back(error)
                 self._sync(batch, started)
             else:
                 self._done(batch, error, time.perf_counter() - started)
 
         try:
-            engine.start(self._fd, done)
-        except OSError as error:  # io_submit itself refused
+            self._engine.start(self._fd, done)
+        except Unsupported as error:
             done(error)
 
     def _fall_back(self, error: OSError) -> None:
         """Linux AIO could not fsync this file: the thread does it from now on."""
         log.warning("store.fsync_engine", engine="thread", reason=f"Linux AIO refused the fsync: {error}")
-        if self._engine is not None:
-            self._engine.close()
+        self._engine.close()
         self._engine = ThreadFsync()
 
     def _done(self, batch: list[T], error: BaseException | None, seconds: float) -> None:
@@ -274,9 +280,7 @@ class WalSyncer(Generic[T]):
             await asyncio.shield(self._running)  # set once that sync's requests are settled
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-            self._engine = None
+        self._engine.close()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -427,3 +427,14 @@ async def test_accept_soon_then_is_told_a_failed_fsync_as_every_outcome(
     await asyncio.gather(*futures, return_exceptions=True)
     assert len(told) == 1
     assert [type(outcome) for outcome in told[0]] == [OSError, OSError]
+
+
+def test_an_aio_completion_that_means_unsupported_asks_for_another_engine() -> None:
+    """A completed AIO fsync failing with EINVAL (the file system cannot do it asynchronously) is
+    ``Unsupported``, which makes the syncer fall back to the thread; an I/O error stays an error."""
+    refused = walsync_module._refused(walsync_module.aio_error((1 << 64) - errno.EINVAL))
+    assert isinstance(refused, walsync_module.Unsupported)
+    failed = walsync_module._refused(walsync_module.aio_error((1 << 64) - errno.EIO))
+    assert isinstance(failed, OSError)
+    assert not isinstance(failed, walsync_module.Unsupported)
+    assert walsync_module._refused(None) is None

@@ -323,7 +323,7 @@ def signed_headers(body: bytes, *, delivery: str | None = None, event: str = "pu
         "Content-Type": "application/json",
         "User-Agent": "GitHub-Hookshot/bench",
         "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-GitHub-Delivery": delivery or str(uuid.uuid1()),  # GitHub's kind: time-based (commit_breakdown.py)
         "X-GitHub-Hook-ID": "1",
         "X-Hub-Signature-256": sign(body, SECRET.encode()),
     }

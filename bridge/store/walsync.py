@@ -127,7 +127,12 @@ def aio_error(result: int) -> OSError | None:
 class KernelAioFsync:
     """``fdatasync`` as a Linux AIO operation (``caio.linux_aio``), completed through an ``eventfd``
     watched by the loop. Making one raises ``ImportError`` or ``SystemError`` where there is none; the
-    kernel refusing the operation is :class:`Unsupported`."""
+    kernel refusing the operation is :class:`Unsupported`.
+
+    Not ``caio``'s own ``AsyncioContext``: it defers each submit to the loop's next turn and answers
+    through a future that a coroutine awaits, two more turns before the requests are settled, and the
+    worker process answers the ingress in the very callback that settles them (``bench/README.md``,
+    tenth round). Here the outcome reaches ``done`` in the eventfd's own callback."""
 
     name = "aio"
 

@@ -139,19 +139,25 @@ SELECT * FROM (
 ORDER BY id
 
 -- lane_jobs@sqlite --
--- As below. SQLite's planner, merging the parts in id order, read the live states through (lane, id),
--- a scan of the lane's whole history (thousands of superseded jobs in a busy lane; profiled): the
--- index is named.
+-- As above, the history walked back along the lane's chain (see lane_history@sqlite); the live part
+-- names its index: SQLite's planner, merging the parts in id order, once read the live states through
+-- an index of the lane's whole history (thousands of superseded jobs in a busy lane; profiled).
+WITH RECURSIVE chain (id, ended, newer, prev_id) AS (
+    SELECT jobs.id, jobs.state NOT IN ('queued', 'creating', 'active') AND NOT jobs.cancel_wanted, 0,
+        jobs.prev_id
+    FROM lanes JOIN jobs ON jobs.id = lanes.last_job
+    WHERE lanes.lane = :lane
+    UNION ALL
+    SELECT jobs.id, jobs.state NOT IN ('queued', 'creating', 'active') AND NOT jobs.cancel_wanted,
+        chain.newer + chain.ended, jobs.prev_id
+    FROM chain JOIN jobs ON jobs.id = chain.prev_id
+    WHERE chain.newer + chain.ended < :history
+)
 SELECT * FROM jobs INDEXED BY jobs_lane_live WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
 UNION ALL
 SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted AND state NOT IN ('queued', 'creating', 'active')
 UNION ALL
-SELECT * FROM (
-    SELECT * FROM jobs
-    WHERE lane = :lane AND state NOT IN ('queued', 'creating', 'active') AND NOT cancel_wanted
-    ORDER BY id DESC
-    LIMIT :history
-) AS history
+SELECT jobs.* FROM chain JOIN jobs ON jobs.id = chain.id WHERE chain.ended AND chain.newer < :history
 ORDER BY id
 
 -- lane_live --
@@ -178,6 +184,25 @@ SELECT id, before, after, pushed_at FROM (
     LIMIT :history
 ) AS history
 ORDER BY id
+
+-- lane_history@sqlite --
+-- As above, without an index of the lane's jobs: SQLite migration 0005 chains each lane's jobs (prev_id,
+-- lanes.last_job), and this walks the chain back from the newest job, one primary-key step per job,
+-- until it has passed :history jobs that are neither live nor cancel_wanted ("ended"; "newer" counts
+-- those after a row). A job the pruner deleted ends the walk: what lies behind it is older still.
+WITH RECURSIVE chain (id, before, after, pushed_at, ended, newer, prev_id) AS (
+    SELECT jobs.id, jobs.before, jobs.after, jobs.pushed_at,
+        jobs.state NOT IN ('queued', 'creating', 'active') AND NOT jobs.cancel_wanted, 0, jobs.prev_id
+    FROM lanes JOIN jobs ON jobs.id = lanes.last_job
+    WHERE lanes.lane = :lane
+    UNION ALL
+    SELECT jobs.id, jobs.before, jobs.after, jobs.pushed_at,
+        jobs.state NOT IN ('queued', 'creating', 'active') AND NOT jobs.cancel_wanted,
+        chain.newer + chain.ended, jobs.prev_id
+    FROM chain JOIN jobs ON jobs.id = chain.prev_id
+    WHERE chain.newer + chain.ended < :history
+)
+SELECT id, before, after, pushed_at FROM chain WHERE ended AND newer < :history ORDER BY id
 
 -- update_job --
 -- One static statement for every JobUpdate: :set_<field> says whether <field> changes.
@@ -236,8 +261,10 @@ DELETE FROM deliveries WHERE received_at < :before
 DELETE FROM jobs WHERE state IN ('done', 'superseded') AND updated_at < :before
 
 -- prune_lanes@sqlite --
-DELETE FROM lanes
-WHERE owner IS NULL AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.lane = lanes.lane)
+-- Whether a lane has jobs is its job_count (SQLite migration 0005: there is no index of every job by
+-- lane). Deleting a lane makes SQLite check jobs.lane's foreign key with a scan of jobs: a cost per
+-- lane emptied by the pruner, not per accept (bench/README.md, seventeenth round).
+DELETE FROM lanes WHERE owner IS NULL AND job_count = 0
 
 -- prune_lanes@postgres --
 -- A lane some transaction holds (an accept adding a job to it, a claim) is left for the next prune.

@@ -306,7 +306,9 @@ class SqliteStore(SqlStore):
         if mode != "wal" and self.path != ":memory:":
             raise RuntimeError(f"SQLite refused WAL mode for {self.path!r} (journal_mode={mode})")
         connection.execute(f"PRAGMA synchronous={'NORMAL' if self._synced_by_us else 'FULL'}")
-        connection.execute("PRAGMA foreign_keys=ON")
+        # jobs.lane's foreign key is kept by triggers since migration 0005, not by SQLite's own check,
+        # which scanned every job at each delete of a lane (the migration says why).
+        connection.execute("PRAGMA foreign_keys=OFF")
         # Statement journals and temporary b-trees in memory, not in temporary files: every multi-row
         # statement inside the group commit's transaction needs a statement journal, and each one was
         # a file created, written and closed (about 40 % of the writer's CPU per accept, profiled).

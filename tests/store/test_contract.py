@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from tests.store.conftest import StoreFactory
 pytestmark = pytest.mark.anyio
 
 OWNER = "worker-a"
+LIVE = {JobState.QUEUED, JobState.CREATING, JobState.ACTIVE}
 OTHER = "worker-b"
 
 
@@ -399,6 +401,50 @@ async def test_lane_snapshot_splits_lane_jobs_into_whole_jobs_and_links(store: S
     assert (await store.lane_snapshot("lane-1", history=0)).history == []
     with pytest.raises(ValueError, match="history"):
         await store.lane_snapshot("lane-1", history=-1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_lane_reads_match_their_definition_on_generated_lanes(store: Store, seed: int) -> None:
+    """Interleaved lanes, pushes stored one by one and in group commits (some replacing the push they
+    follow on arrival), jobs then moved to every state: each lane read returns the live and
+    cancel-wanted jobs, and the ``history`` newest others, as the definition says. SQLite walks a chain
+    of the lane's jobs for the history (migration 0005), PostgreSQL reads an index: both must agree."""
+    rng = random.Random(seed)
+    lanes = ["lane-1", "lane-2", "lane-3"]
+    after = dict.fromkeys(lanes, SHA_A)
+    for n in range(40):
+        accepts = []
+        for m in range(rng.choice((1, 1, 3))):
+            jobs = []
+            for lane in rng.sample(lanes, rng.choice((1, 2))):
+                before = after[lane] if rng.random() < 0.5 else f"{rng.getrandbits(160):040x}"
+                after[lane] = f"{rng.getrandbits(160):040x}"
+                jobs.append(new_job(lane, before=before, after=after[lane], collection=f"c-{n}-{m}"))
+            accepts.append((delivery(f"d-{n}-{m}", received_at=100.0 + n), jobs))
+        if len(accepts) == 1:
+            await store.accept(*accepts[0])
+        else:
+            assert all(result is not None for result in await store.accept_many(accepts))
+    states: list[dict[str, FieldValue]] = [
+        {"state": state} for state in ("done", "superseded", "failed", "dead", "active", "creating", "queued")
+    ] + [{"state": "done", "cancel_wanted": True}, {"state": "active", "cancel_wanted": True}]
+    every = await store.list_jobs(limit=1000)
+    await store.apply(
+        [JobUpdate(job.id, rng.choice(states)) for job in every if rng.random() < 0.7], now=200.0
+    )
+    for lane in lanes:
+        jobs = sorted(await store.list_jobs(lane=lane, limit=1000), key=lambda job: job.id)
+        assert len(jobs) > 10
+        live = [job for job in jobs if job.state in LIVE or job.cancel_wanted]
+        others = [job for job in jobs if job not in live]
+        for history in (0, 1, 4, 50):
+            newest = others[len(others) - history :] if history else []
+            assert [job.id for job in await store.lane_jobs(lane, history=history)] == sorted(
+                job.id for job in live + newest
+            )
+            snapshot = await store.lane_snapshot(lane, history=history)
+            assert snapshot.jobs == live
+            assert snapshot.history == [Link(job.id, job.before, job.after, job.pushed_at) for job in newest]
 
 
 async def test_lane_jobs_rejects_negative_history(store: Store) -> None:

@@ -103,8 +103,9 @@ def test_sqlite_script_with_an_unfinished_statement_is_refused() -> None:
 async def test_sqlite_lane_reads_never_scan_a_lanes_history(tmp_path: object) -> None:
     """The worker reads a lane's live jobs through (lane, state) (a partial index of the live jobs since
     migration 0004), whatever the planner would guess without
-    statistics (through (lane, id) it walked every superseded job of a busy lane on every read), and the
-    tracker's and the pruner's reads use their partial indexes."""
+    statistics (through (lane, id) it walked every superseded job of a busy lane on every read), its
+    history along the lane's chain (migration 0005: primary-key steps, no index of the lane's jobs),
+    and the tracker's and the pruner's reads use their partial indexes."""
     import sqlite3
     from pathlib import Path
 
@@ -122,6 +123,8 @@ async def test_sqlite_lane_reads_never_scan_a_lanes_history(tmp_path: object) ->
 
     try:
         lane = plan("lane_jobs", lane="L", history=50)
+        history = plan("lane_history", lane="L", history=50)
+        lanes = plan("prune_lanes")
         live = plan("lane_live", lane="L")
         release = plan("release_lane", lane="L", owner="w", hold_until=None)
         arrival = plan("supersede_on_arrival", first=1, last=2, delivery_id=None)
@@ -135,7 +138,14 @@ async def test_sqlite_lane_reads_never_scan_a_lanes_history(tmp_path: object) ->
     assert "SEARCH jobs USING INDEX jobs_lane_live (lane=? AND state=?)" in release
     assert "SEARCH queued USING INDEX jobs_lane_live (lane=? AND state=? AND rowid<?)" in arrival
     assert not [step for step in arrival if step.startswith("SCAN")]
-    assert sum("jobs_lane_id" in step for step in lane) == 1  # the :history newest others only
+    # The history: the lane's row, then one step per job along prev_id (migration 0005).
+    for steps in (lane, history):
+        assert "SEARCH lanes USING INDEX sqlite_autoindex_lanes_1 (lane=?)" in steps
+        assert "SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)" in steps
+        assert not [step for step in steps if step.startswith("SCAN jobs")]
+    assert not [step for step in history if "jobs USING" in step and "PRIMARY KEY" not in step]
+    # The pruner finds empty lanes by their job_count (migration 0005), without reading jobs.
+    assert lanes == ["SCAN lanes"]
     # The tracker and the pruner read partial indexes (migration 0003), which queued jobs stay out of.
     assert polls == ["SEARCH jobs USING INDEX jobs_active_poll_at (poll_at<?)"]
     assert prune == ["SEARCH jobs USING INDEX jobs_prunable_updated_at (updated_at<?)"]

@@ -11,12 +11,20 @@ from pathlib import Path
 import pytest
 
 from bridge.core.errors import ConfigError
+from bridge.core.jobs import JobState
+from bridge.store import migrate, queries
+from bridge.store.base import JobUpdate
 from bridge.store.migrate import load_migrations
+from bridge.store.queries import Queries, parse_blocks
 from bridge.store.sqlite import SqliteStore
 from bridge.store.transactions import Tx
 from tests.store.builders import delivery, new_job
 
 pytestmark = pytest.mark.anyio
+
+# The lane reads through the (lane, id) index, as before SQLite migration 0005 (PostgreSQL's still).
+_BLOCKS = parse_blocks((Path(queries.__file__).parent / "queries.sql").read_text(encoding="utf-8"))
+INDEX_READS = {name: _BLOCKS[(name, None)] for name in ("lane_jobs", "lane_history")}
 
 
 @pytest.fixture
@@ -71,11 +79,27 @@ async def test_accepted_delivery_survives_reopening(db_path: Path) -> None:
 
 
 async def test_connection_is_durable_wal_with_foreign_keys(store: SqliteStore, db_path: Path) -> None:
-    """WAL journal, synchronous=FULL (2), foreign keys on and temporary storage in memory (2: statement
-    journals are no temporary files), on the writer's connection."""
+    """WAL journal, synchronous=FULL (2) and temporary storage in memory (2: statement journals are no
+    temporary files), on the writer's connection. jobs.lane's foreign key is kept by triggers
+    (migration 0005), not by SQLite's check, which is off: a job for a lane that does not exist is
+    refused all the same, and nothing of its transaction is stored."""
     assert await store._transact(pragma("synchronous")) == 2
     assert await store._transact(pragma("temp_store")) == 2
-    assert await store._transact(pragma("foreign_keys")) == 1
+    assert await store._transact(pragma("foreign_keys")) == 0
+
+    def orphan(tx: Tx) -> None:
+        tx.cursor.execute("INSERT INTO lanes (lane, next_due) VALUES ('lane-9', NULL)")
+        tx.cursor.execute(
+            "INSERT INTO jobs (delivery_id, lane, route, source_key, repository, repository_id, branch,"
+            " before, after, collection, state, attempts, received_at, due_at, cancel_wanted, updated_at)"
+            " VALUES ('d', 'lane-0', 'r', 's', 'o/r', 1, 'main', 'a', 'b', 'c', 'queued', 0, 1, 1, 0, 1)"
+        )
+
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY constraint failed"):
+        await store._transact(orphan)
+    assert await store.list_jobs() == []
+    with sqlite3.connect(db_path) as other:
+        assert other.execute("SELECT COUNT(*) FROM lanes").fetchone()[0] == 0
     with sqlite3.connect(db_path) as other:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -218,3 +242,88 @@ async def test_the_writer_thread_tells_its_observer_each_commit(db_path: Path) -
     assert len(commits) == store.commits
     assert sum(requests for _, requests in commits) == 50
     assert all(seconds > 0 for seconds, _ in commits)
+
+
+# --- the lanes' chains (migration 0005) -------------------------------------------------------------
+
+
+def lanes_in(db_path: Path) -> list[str]:
+    with sqlite3.connect(db_path) as conn:
+        return [row[0] for row in conn.execute("SELECT lane FROM lanes ORDER BY lane")]
+
+
+def lane_counts(db_path: Path) -> dict[str, tuple[int, int]]:
+    """Each lane's job_count and its number of jobs."""
+    with sqlite3.connect(db_path) as conn:
+        query = "SELECT lane, job_count, (SELECT COUNT(*) FROM jobs WHERE jobs.lane = lanes.lane) FROM lanes"
+        return {lane: (count, actual) for lane, count, actual in conn.execute(query)}
+
+
+async def test_prune_drops_exactly_the_lanes_left_without_jobs(store: SqliteStore, db_path: Path) -> None:
+    """The pruner finds empty lanes by their job_count, which the triggers keep equal to the number of
+    the lane's jobs through accepts and prunes. A lane whose newest job is gone but an older one
+    outlived it stays (jobs.lane references it); a failed job keeps its lane, so a requeue works there.
+    The history's walk ends at the newest job that was pruned: what lay behind it is older."""
+    for lane, kept in (("lane-1", None), ("lane-2", None), ("lane-3", "failed")):
+        await store.accept(delivery(f"d-{lane}"), [new_job(lane, after=f"{n:040x}") for n in range(3)])
+        old, middle, newest = [job.id for job in await store.lane_jobs(lane, history=0)]
+        survives = lane == "lane-2"
+        await store.apply([JobUpdate(middle, {"state": "done"})], now=300.0 if survives else 110.0)
+        await store.apply([JobUpdate(newest, {"state": "done"})], now=110.0)
+        await store.apply([JobUpdate(old, {"state": kept or "superseded"})], now=110.0)
+    assert {lane: count for lane, (count, _) in lane_counts(db_path).items()} == dict.fromkeys(
+        ("lane-1", "lane-2", "lane-3"), 3
+    )
+    assert await store.prune(deliveries_before=0.0, jobs_before=200.0) == (0, 7)
+    assert lane_counts(db_path) == {"lane-2": (1, 1), "lane-3": (1, 1)}
+    assert (await store.lane_snapshot("lane-2", history=50)).history == []
+    [failed] = await store.list_jobs(lane="lane-3")
+    assert await store.requeue([failed.id], now=400.0) == 1
+    assert [job.state for job in (await store.lane_snapshot("lane-3", history=50)).jobs] == [JobState.QUEUED]
+    await store.accept(delivery("d-late"), [new_job("lane-3", after="f" * 40)])
+    jobs = (await store.lane_snapshot("lane-3", history=50)).jobs
+    assert [job.after for job in jobs] == [f"{0:040x}", "f" * 40]  # the new job, in the same lane
+    assert lane_counts(db_path)["lane-3"] == (2, 2)
+    await store.accept(delivery("d-again"), [new_job("lane-1")])  # a pruned lane comes back
+    assert lane_counts(db_path)["lane-1"] == (1, 1)
+
+
+async def lane_reads(store: SqliteStore, lanes: list[str]) -> dict[str, object]:
+    return {
+        lane: (await store.lane_jobs(lane, history=3), await store.lane_snapshot(lane, history=3))
+        for lane in lanes
+    }
+
+
+async def test_migration_0005_chains_the_jobs_already_stored(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database made before migration 0005 gets its lanes' chains: each lane read returns after the
+    upgrade what the (lane, id) index gave before it, and new jobs join the chains."""
+    lanes = ["lane-1", "lane-2"]
+    monkeypatch.setattr(migrate, "load_migrations", lambda dialect: load_migrations(dialect)[:4])
+    store = SqliteStore(db_path)
+    await store.open()
+    try:
+        for n in range(12):
+            await store.accept(delivery(f"d-{n}"), [new_job(lanes[n % 3 % 2], after=f"{n:040x}")])
+        jobs = await store.list_jobs()
+        states = ["done", "superseded", "failed", "queued"]
+        await store.apply([JobUpdate(job.id, {"state": states[job.id % 4]}) for job in jobs], now=110.0)
+        # This schema has no chains yet: its lanes are read as the code before migration 0005 read them.
+        chained = store._queries
+        store._queries = Queries("sqlite", {**{name: chained[name] for name in chained}, **INDEX_READS})
+        before = await lane_reads(store, lanes)
+    finally:
+        await store.close()
+    monkeypatch.undo()
+    store = SqliteStore(db_path)
+    await store.open()
+    try:
+        assert await lane_reads(store, lanes) == before
+        await store.accept(delivery("d-new"), [new_job("lane-2", before="f" * 40, after="e" * 40)])
+        await store.apply([JobUpdate(max(job.id for job in jobs) + 1, {"state": "done"})], now=120.0)
+        [*_, newest] = (await store.lane_snapshot("lane-2", history=3)).history
+        assert newest.after == "e" * 40
+    finally:
+        await store.close()

@@ -139,16 +139,18 @@ SELECT * FROM (
 ORDER BY id
 
 -- lane_jobs@sqlite --
--- As above, the history walked back along the lane's chain (see lane_history@sqlite); the live part
--- names its index: SQLite's planner, merging the parts in id order, once read the live states through
--- an index of the lane's whole history (thousands of superseded jobs in a busy lane; profiled).
-WITH RECURSIVE chain (id, ended, newer, prev_id) AS (
-    SELECT jobs.id, jobs.state NOT IN ('queued', 'creating', 'active') AND NOT jobs.cancel_wanted, 0,
-        jobs.prev_id
+-- As above, the history walked back along the lane's chain by lane_history@sqlite's query, word for
+-- word; the live part names its index: SQLite's planner, merging the parts in id order, once read the
+-- live states through an index of the lane's whole history (thousands of superseded jobs in a busy
+-- lane; profiled).
+WITH RECURSIVE chain (id, before, after, pushed_at, ended, newer, prev_id) AS (
+    SELECT jobs.id, jobs.before, jobs.after, jobs.pushed_at,
+        jobs.state NOT IN ('queued', 'creating', 'active') AND NOT jobs.cancel_wanted, 0, jobs.prev_id
     FROM lanes JOIN jobs ON jobs.id = lanes.last_job
     WHERE lanes.lane = :lane
     UNION ALL
-    SELECT jobs.id, jobs.state NOT IN ('queued', 'creating', 'active') AND NOT jobs.cancel_wanted,
+    SELECT jobs.id, jobs.before, jobs.after, jobs.pushed_at,
+        jobs.state NOT IN ('queued', 'creating', 'active') AND NOT jobs.cancel_wanted,
         chain.newer + chain.ended, jobs.prev_id
     FROM chain JOIN jobs ON jobs.id = chain.prev_id
     WHERE chain.newer + chain.ended < :history

@@ -59,6 +59,19 @@ def test_list_jobs_has_one_state_slot_per_job_state() -> None:
     assert slots == list(range(len(JobState)))
 
 
+def test_both_sqlite_lane_reads_walk_the_chain_with_one_query() -> None:
+    """lane_jobs@sqlite and lane_history@sqlite walk a lane's chain (migration 0005) with the same
+    recursive query, word for word, so the two histories cannot drift apart."""
+    queries = load_queries("sqlite")
+
+    def walk(name: str) -> str:
+        sql = queries[name]
+        return sql[: sql.index("\n)\n") + 2]
+
+    assert walk("lane_jobs").startswith("WITH RECURSIVE chain")
+    assert walk("lane_jobs") == walk("lane_history")
+
+
 def test_unknown_statement_name_is_a_clear_error() -> None:
     """A typo in a statement name says which name and dialect."""
     with pytest.raises(KeyError, match="no SQL statement named 'nope' for sqlite"):

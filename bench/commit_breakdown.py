@@ -12,7 +12,7 @@ holds the time of its ``delivered_at``. Their text starts with the clock's low 3
 for 429 s before they wrap, so the deliveries of one commit sit side by side in the index that finds
 redeliveries, as the wrk load's ids do. ``--ids random`` (version 4, what this benchmark used until the
 sixteenth round) puts each on a page of its own: 13 of 36-38 pages a commit wrote to the WAL, against
-2.4-2.6 of 27.5-27.7 (``bench/README.md``). Since SQLite migration 0005 (seventeenth round) a commit
+2.4-2.6 of 27.5-27.7 (``bench/HISTORY.md``). Since SQLite migration 0005 (seventeenth round) a commit
 writes 15.6 pages: the (lane, id) index, 12.7 of the 27.5, is gone. Each statement's time
 is taken around ``cursor.execute`` by a proxy of the store's connection; the rest of a commit's time
 (from ``BEGIN`` to the end of ``COMMIT``, the store's own ``on_commit``) is Python. ``--drop-index``

@@ -15,7 +15,7 @@ Each lane gets a push every ~2.2 s (40 lanes, one push every ~55 ms counting its
 lane's minimum gap between two creates (``BRIDGE_LANE_MIN_GAP_SECONDS``, 1 s): a push within its lane's
 gap waits for the gap to end by design (target 4's coalescing), and would measure the gap, not the path.
 Until the fourteenth round the default was 20 lanes, one push every ~1.1-1.2 s, only 0.1-0.2 s past the
-gap (``bench/README.md``).
+gap (``bench/HISTORY.md``).
 
 Prints median, p95, p99 and max, and writes ``bench/results/push-to-invocation-latest.json``.
 """

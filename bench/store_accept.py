@@ -12,7 +12,7 @@ each, one after another, until ``--total`` are stored. Modes:
   commit.
 - ``sqlite-loop``: SqliteStore as the worker process runs it (``on_loop=True``): group commits on the
   event loop, the WAL fsynced by its ``WalSyncer``, SQLite's automatic checkpoints inside the commits
-  (on the loop; ``bench/README.md``, eleventh round).
+  (on the loop; ``bench/HISTORY.md``, eleventh round).
 - ``postgres``: PostgresStore (pool of 10), on a scratch schema dropped afterwards; skipped when the
   server does not answer.
 

@@ -17,7 +17,7 @@ pickled exception: those may not unpickle) and is raised in the caller as :class
 Each end is a :class:`Link`, an ``asyncio.Protocol``: frames are cut out of the bytes in
 ``data_received`` and handed on in that same callback. A stream reader would wake a reading task
 first, one more turn of the event loop for every frame on each side, and under load one turn lasts
-milliseconds (``bench/README.md``, seventh round). For the same reason a call to one of the
+milliseconds (``bench/HISTORY.md``, seventh round). For the same reason a call to one of the
 ``callbacks`` of :func:`serve` (``accept_many``) runs in that callback and answers through the
 function it is given, where a call to one of the ``handlers`` runs as a task of its own.
 """

@@ -140,6 +140,6 @@ def watch_store(store: object, metrics: Metrics) -> None:
 def freeze_startup_objects() -> None:
     """Move everything built at start-up (modules, settings, the route table) out of the garbage
     collector's sight: it lives as long as the process, and a full collection that walked it all
-    again paused the event loop for ~28 ms (``bench/README.md``, seventh round)."""
+    again paused the event loop for ~28 ms (``bench/HISTORY.md``, seventh round)."""
     gc.collect()
     gc.freeze()

@@ -2,8 +2,8 @@
 
 Why: the ingress is CPU-bound Python, and so is much of the worker (Sync calls through httpx, planning,
 logging). In one process they share one GIL, and the SQLite writer thread's hand-offs of the GIL
-stalled every group commit behind the busy event loop (``bench/README.md`` has the profile). With
-``BRIDGE_WORKER=process`` (the default) they run side by side:
+stalled every group commit behind the busy event loop (``bench/HISTORY.md``, third round, has the
+profile). With ``BRIDGE_WORKER=process`` (the default) they run side by side:
 
 ```
 ingress process (uvicorn, PID 1)                     worker process (python -m bridge.worker_process)
@@ -239,7 +239,7 @@ class RemoteStore:
     The accepts made in one turn of the event loop travel together, as one ``accept_many`` call and one
     answer: under load many deliveries are in flight at once, and one frame each way (one pickle, one
     task in the worker process) reaches the worker's store as one batch for one group commit. Each
-    accept still gets its own result or error. (``bench/README.md``, sixth round: with the worker
+    accept still gets its own result or error. (``bench/HISTORY.md``, sixth round: with the worker
     answering without SQL, the ingress behind this path ran at 10,300 req/s, 0.9x of bare.)
     """
 
@@ -339,7 +339,7 @@ async def _run(fd: int) -> int:
         """One batch of the ingress's accepts, answered with, for each, (True, superseded ids or None
         for a redelivery) or (False, (error type, message)). The SQLite store runs the batch now and
         the answer is written as soon as its commit is on disk: no task, no turn of the loop between
-        (``bench/README.md``, seventh round), and not after the next commit either (tenth round)."""
+        (``bench/HISTORY.md``, seventh round), and not after the next commit either (tenth round)."""
         assert isinstance(store, SqliteStore)  # registered below for SQLite only
         accepts = [(DeliveryRecord(*delivery), [NewJob(*job) for job in jobs]) for delivery, jobs in items]
         store.accept_soon(

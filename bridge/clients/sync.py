@@ -274,7 +274,7 @@ class SyncClient:
                 # Straight to the transport: the client's layers in between (URL and header merging,
                 # a cookie jar that builds a urllib Request per response, auth and redirect loops)
                 # cost as much CPU per call as the transport itself and do nothing for these calls:
-                # no cookies, no redirects followed, headers and timeouts set here (bench/README.md,
+                # no cookies, no redirects followed, headers and timeouts set here (bench/HISTORY.md,
                 # seventh round). A caller's own client is used as a client.
                 request = httpx.Request(
                     method,

@@ -2,7 +2,7 @@
 
 ``SyncClient`` still speaks httpx (requests, responses, timeouts, exceptions); only the layer below
 ``httpx.AsyncClient`` is replaced. Why hand-written: profiling the worker under load
-(``bench/README.md``, fourth round) put 40 % of its Python time in the Sync client, and on this
+(``bench/HISTORY.md``, fourth round) put 40 % of its Python time in the Sync client, and on this
 machine one request through httpx's default transport (httpcore, anyio, h11) cost 0.9 ms of CPU out of
 1.4 ms, against under 0.1 ms for the same request written to an asyncio stream. The part that is easy
 to get wrong, parsing the response (chunked bodies, keep-alive), is left to httptools (llhttp, the

@@ -41,7 +41,7 @@ class Link:
     """A finished job of the lane (done, superseded, failed, dead), reduced to what orders pushes.
 
     The lane's history only decides which push is newest, so the worker reads these four columns of it
-    instead of whole jobs (the lane read was the SQLite writer's largest cost; ``bench/README.md``).
+    instead of whole jobs (the lane read was the SQLite writer's largest cost; ``bench/HISTORY.md``).
     """
 
     id: int
@@ -189,7 +189,7 @@ def superseded_on_arrival(new: Linked, lane: Iterable[Job]) -> list[int]:
 
     The stores apply this rule inside ``accept`` (as SQL: ``supersede_on_arrival`` in ``queries.sql``)
     when no worker holds the lane's lease, so a busy lane keeps one waiting job instead of one per
-    push, and the worker reads and supersedes less (``bench/README.md``, fifth round). A queued job Q
+    push, and the worker reads and supersedes less (``bench/HISTORY.md``, fifth round). A queued job Q
     is replaced when ``new`` directly follows it (``new.before == Q.after``), is stored after it
     (``Q.id < new.id``) and was not pushed earlier (``pushed_at``, missing as 0).
 

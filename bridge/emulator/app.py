@@ -223,7 +223,7 @@ def _token_guard(token: str) -> Guard:
     expected = token.encode()
 
     # async: Litestar runs a plain function guard in a worker thread, a thread hand-off per request
-    # that cost the emulator ~15 % of its CPU under the benchmarks (bench/README.md, seventh round).
+    # that cost the emulator ~15 % of its CPU under the benchmarks (bench/HISTORY.md, seventh round).
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         given = connection.headers.get("x-chroma-token")
         if given is None or not hmac.compare_digest(given.encode(), expected):

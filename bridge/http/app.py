@@ -21,7 +21,7 @@ class Ingress:
 
     Why not Litestar all the way: the webhook is the hot path, and under wrk Litestar's router and
     exception middleware in front of a raw ASGI handler cost ~8 % of the ingress's CPU
-    (``bench/README.md``, seventh round), for nothing the handler needs: it catches its own errors
+    (``bench/HISTORY.md``, seventh round), for nothing the handler needs: it catches its own errors
     and answers them in Litestar's JSON error shape. Any other path, a trailing slash included,
     still reaches the same handler through Litestar's route table.
     """

@@ -8,7 +8,7 @@ This one route is a raw ASGI handler (Litestar's ``@asgi``), not a ``@post`` han
 service's hot path, and profiling showed Litestar's request and response machinery (building a
 ``Request``, resolving the handler's signature, turning the returned ``Response`` into an
 ``ASGIResponse``) cost as much CPU per delivery as everything the bridge itself does (verify, decode,
-route, hand over to the store, log): about a third of the event loop under load (``bench/README.md``).
+route, hand over to the store, log): about a third of the event loop under load (``bench/HISTORY.md``).
 Reading one body and sending one small JSON answer is simple enough to do by hand; what Litestar
 would have given for free is done here explicitly and tested in ``tests/http/test_webhook.py``: the
 body size limit (413, checked on ``Content-Length`` and while reading), 405 with ``Allow`` for other

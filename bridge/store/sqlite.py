@@ -20,8 +20,9 @@ Consecutive ``accept`` requests of a batch (the ingress's hot path) run together
 multi-row statements (which deliveries exist already, then the new deliveries, their lanes and their jobs,
 each one statement), instead of five statements per request: a statement is where the writer releases
 and takes back the GIL, and each take-back waits for the busy event loop, so fewer statements means
-less waiting (``bench/README.md`` has the profile). The results are those of running the requests one
-by one; should the bulk statements fail, the savepoint is rolled back and the requests run one by one.
+less waiting (``bench/HISTORY.md``, first round, has the profile). The results are those of running
+the requests one by one; should the bulk statements fail, the savepoint is rolled back and the requests
+run one by one.
 For the same reason, ``apply`` of several updates that set the same fields to the same values (the
 worker superseding the jobs a newer push replaced) runs as one ``UPDATE ... WHERE id IN (...)``.
 
@@ -38,7 +39,7 @@ so "returned" still means "on disk". While an fsync runs, new requests wait and 
 commit. Why: in the worker process the writer thread and the event loop (the ingress's calls, the
 lanes, the Sync client) passed the GIL back and forth at every statement; measured under wrk, the
 writer spent a quarter of its time waiting for the GIL and a third in ``fdatasync`` with the next
-batch waiting behind it (``bench/README.md``, sixth round). On the loop there is no hand-off, and the
+batch waiting behind it (``bench/HISTORY.md``, sixth round). On the loop there is no hand-off, and the
 fsync no longer holds up the next batch's statements. The price: a statement that waits for a lock
 (another process writing, ``busy_timeout``) blocks that loop, which is why the ingress and the admin
 commands keep the writer thread.
@@ -357,7 +358,7 @@ class SqliteStore(SqlStore):
         the last of them is settled, in the very callback that settles them. A future's own callbacks
         run only at the loop's next turn, and on the loop an fsync's settling is followed at once by
         the next commit's SQL: the worker process writes its answers in ``then``, before that commit,
-        not a commit later (``bench/README.md``, tenth round)."""
+        not a commit later (``bench/HISTORY.md``, tenth round)."""
         futures: list[asyncio.Future[Accepted | None]] = []
         settled: Callable[[], None] | None = None
         if then is not None and not accepts:

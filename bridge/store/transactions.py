@@ -69,7 +69,7 @@ class Tx:
         """Run a statement over ``jobs`` and return its rows as :class:`Job` objects.
 
         The lane reads are the worker's hottest statements; mapping rows by position instead of
-        through a dict per row halved their Python cost (``bench/README.md``)."""
+        through a dict per row halved their Python cost (``bench/HISTORY.md``)."""
         self.cursor.execute(self._queries[name], params)
         pick = _job_picker(tuple(column[0] for column in self.cursor.description))
         return [_job(*pick(values)) for values in self.cursor.fetchall()]

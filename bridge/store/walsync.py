@@ -19,7 +19,7 @@ How the fsync runs without blocking the loop (an :class:`FsyncEngine`):
   under ``aiofile``. The kernel runs the fsync in a worker of its own and signals an ``eventfd`` the
   loop watches: the loop's thread submits and settles, and no Python thread is involved. Measured
   under wrk: 0.79x against 0.75x of the bare endpoint in six alternating rounds, the server's
-  threads waiting 0.27 s per second for a CPU against 0.40 (``bench/README.md``, fifteenth round).
+  threads waiting 0.27 s per second for a CPU against 0.40 (``bench/HISTORY.md``, fifteenth round).
 * :class:`ThreadFsync`: ``os.fdatasync`` in one thread of the process's own, which hands the outcome
   back with ``call_soon_threadsafe``. Each fsync costs that thread four to five wake-ups (the queue,
   the GIL twice, the I/O) on a machine whose CPUs the loop and the load share. It is the fallback:
@@ -78,7 +78,7 @@ class FsyncEngine(Protocol):
 
 class ThreadFsync:
     """``os.fdatasync`` in one long-lived thread fed through a ``SimpleQueue`` (not an executor: its
-    ``submit()`` makes a Future, a work item and takes two locks per fsync; ``bench/README.md``, tenth
+    ``submit()`` makes a Future, a work item and takes two locks per fsync; ``bench/HISTORY.md``, tenth
     round)."""
 
     name = "thread"
@@ -131,7 +131,7 @@ class KernelAioFsync:
 
     Not ``caio``'s own ``AsyncioContext``: it defers each submit to the loop's next turn and answers
     through a future that a coroutine awaits, two more turns before the requests are settled, and the
-    worker process answers the ingress in the very callback that settles them (``bench/README.md``,
+    worker process answers the ingress in the very callback that settles them (``bench/HISTORY.md``,
     tenth round). Here the outcome reaches ``done`` in the eventfd's own callback."""
 
     name = "aio"

@@ -1,6 +1,6 @@
 -- Indexes that only the tracker and the pruner read now hold only the rows those read, so storing a new
 -- job and superseding one touch two and three index entries fewer (a hot lane writes and supersedes a
--- job per delivery; bench/README.md, third round). jobs_invocation_id backs no query; it is kept for
+-- job per delivery; bench/HISTORY.md, third round). jobs_invocation_id backs no query; it is kept for
 -- look-ups by hand, over the jobs that have an invocation.
 DROP INDEX jobs_state_poll_at;
 CREATE INDEX jobs_active_poll_at ON jobs (poll_at, id) WHERE state = 'active';

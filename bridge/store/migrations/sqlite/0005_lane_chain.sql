@@ -4,7 +4,7 @@
 -- by walking the chain back from last_job (lane_history@sqlite), one primary-key step per job, instead
 -- of through the (lane, id) index, and the pruner asks job_count whether a lane is empty.
 -- Why: jobs_lane_id gained an entry at every accept, and in each lane at a different place: of the 27.5
--- pages a group commit of 10 accepts wrote to the WAL, 12.7 were that index's (bench/README.md,
+-- pages a group commit of 10 accepts wrote to the WAL, 12.7 were that index's (bench/HISTORY.md,
 -- seventeenth round). The chain's writes land on pages the commit writes anyway: the newest job's (the
 -- jobs table is in id order) and the lane's row (the accept already upserts it).
 -- PostgreSQL keeps its index: its replicas insert into one lane concurrently, and a chain would

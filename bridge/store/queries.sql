@@ -123,45 +123,6 @@ SELECT owner, lease_until FROM lanes WHERE lane = :lane FOR UPDATE
 -- job_lane --
 SELECT lane FROM jobs WHERE id = :job_id
 
--- lane_jobs --
--- Three indexed reads (live states, cancel_wanted, the newest :history others), never a lane scan. The
--- three are disjoint, so UNION ALL: a plain UNION made SQLite sort and compare whole rows to dedupe.
-SELECT * FROM jobs WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
-UNION ALL
-SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted AND state NOT IN ('queued', 'creating', 'active')
-UNION ALL
-SELECT * FROM (
-    SELECT * FROM jobs
-    WHERE lane = :lane AND state NOT IN ('queued', 'creating', 'active') AND NOT cancel_wanted
-    ORDER BY id DESC
-    LIMIT :history
-) AS history
-ORDER BY id
-
--- lane_jobs@sqlite --
--- As above, the history walked back along the lane's chain by lane_history@sqlite's query, word for
--- word; the live part names its index: SQLite's planner, merging the parts in id order, once read the
--- live states through an index of the lane's whole history (thousands of superseded jobs in a busy
--- lane; profiled).
-WITH RECURSIVE chain (id, before, after, pushed_at, ended, newer, prev_id) AS (
-    SELECT jobs.id, jobs.before, jobs.after, jobs.pushed_at,
-        jobs.state NOT IN ('queued', 'creating', 'active') AND NOT jobs.cancel_wanted, 0, jobs.prev_id
-    FROM lanes JOIN jobs ON jobs.id = lanes.last_job
-    WHERE lanes.lane = :lane
-    UNION ALL
-    SELECT jobs.id, jobs.before, jobs.after, jobs.pushed_at,
-        jobs.state NOT IN ('queued', 'creating', 'active') AND NOT jobs.cancel_wanted,
-        chain.newer + chain.ended, jobs.prev_id
-    FROM chain JOIN jobs ON jobs.id = chain.prev_id
-    WHERE chain.newer + chain.ended < :history
-)
-SELECT * FROM jobs INDEXED BY jobs_lane_live WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
-UNION ALL
-SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted AND state NOT IN ('queued', 'creating', 'active')
-UNION ALL
-SELECT jobs.* FROM chain JOIN jobs ON jobs.id = chain.id WHERE chain.ended AND chain.newer < :history
-ORDER BY id
-
 -- lane_live --
 -- The worker's read of a lane, part one: its live jobs (queued, creating, active) and those with
 -- cancel_wanted, whole. Disjoint parts, so UNION ALL.
@@ -171,7 +132,8 @@ SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted AND state NOT IN ('queue
 ORDER BY id
 
 -- lane_live@sqlite --
--- As above, the index named (see lane_jobs@sqlite).
+-- As above, the index named: SQLite's planner, merging the parts in id order, once read the live states
+-- through an index of the lane's whole history (thousands of superseded jobs in a busy lane; profiled).
 SELECT * FROM jobs INDEXED BY jobs_lane_live WHERE lane = :lane AND state IN ('queued', 'creating', 'active')
 UNION ALL
 SELECT * FROM jobs WHERE lane = :lane AND cancel_wanted AND state NOT IN ('queued', 'creating', 'active')

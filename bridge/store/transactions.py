@@ -268,7 +268,13 @@ def release_all_leases(tx: Tx) -> int:
 
 
 def lane_jobs(tx: Tx, lane: str, *, history: int) -> list[Job]:
-    return tx.jobs("lane_jobs", lane=lane, history=history)
+    """:func:`lane_snapshot`'s two reads, the history's jobs read whole, in id order. The worker reads
+    the snapshot; this inspection read takes one primary-key read per history job so that a lane's
+    history is written once per dialect (``lane_history``)."""
+    jobs = tx.jobs("lane_live", lane=lane)
+    for id_, *_ in tx.tuples("lane_history", lane=lane, history=history):
+        jobs += tx.jobs("get_job", job_id=id_)
+    return sorted(jobs, key=lambda job: job.id)
 
 
 def lane_snapshot(tx: Tx, lane: str, *, history: int) -> LaneSnapshot:

@@ -59,19 +59,6 @@ def test_list_jobs_has_one_state_slot_per_job_state() -> None:
     assert slots == list(range(len(JobState)))
 
 
-def test_both_sqlite_lane_reads_walk_the_chain_with_one_query() -> None:
-    """lane_jobs@sqlite and lane_history@sqlite walk a lane's chain (migration 0005) with the same
-    recursive query, word for word, so the two histories cannot drift apart."""
-    queries = load_queries("sqlite")
-
-    def walk(name: str) -> str:
-        sql = queries[name]
-        return sql[: sql.index("\n)\n") + 2]
-
-    assert walk("lane_jobs").startswith("WITH RECURSIVE chain")
-    assert walk("lane_jobs") == walk("lane_history")
-
-
 def test_unknown_statement_name_is_a_clear_error() -> None:
     """A typo in a statement name says which name and dialect."""
     with pytest.raises(KeyError, match="no SQL statement named 'nope' for sqlite"):
@@ -135,7 +122,6 @@ async def test_sqlite_lane_reads_never_scan_a_lanes_history(tmp_path: object) ->
         return [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {queries[name]}", params)]
 
     try:
-        lane = plan("lane_jobs", lane="L", history=50)
         history = plan("lane_history", lane="L", history=50)
         lanes = plan("prune_lanes")
         live = plan("lane_live", lane="L")
@@ -146,16 +132,14 @@ async def test_sqlite_lane_reads_never_scan_a_lanes_history(tmp_path: object) ->
     finally:
         connection.close()
     # The live jobs of a lane through the partial (lane, state) index (migration 0004), by every reader.
-    assert "SEARCH jobs USING INDEX jobs_lane_live (lane=? AND state=?)" in lane
     assert "SEARCH jobs USING INDEX jobs_lane_live (lane=? AND state=?)" in live
     assert "SEARCH jobs USING INDEX jobs_lane_live (lane=? AND state=?)" in release
     assert "SEARCH queued USING INDEX jobs_lane_live (lane=? AND state=? AND rowid<?)" in arrival
     assert not [step for step in arrival if step.startswith("SCAN")]
     # The history: the lane's row, then one step per job along prev_id (migration 0005).
-    for steps in (lane, history):
-        assert "SEARCH lanes USING INDEX sqlite_autoindex_lanes_1 (lane=?)" in steps
-        assert "SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)" in steps
-        assert not [step for step in steps if step.startswith("SCAN jobs")]
+    assert "SEARCH lanes USING INDEX sqlite_autoindex_lanes_1 (lane=?)" in history
+    assert "SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)" in history
+    assert not [step for step in history if step.startswith("SCAN jobs")]
     assert not [step for step in history if "jobs USING" in step and "PRIMARY KEY" not in step]
     # The pruner finds empty lanes by their job_count (migration 0005), without reading jobs.
     assert lanes == ["SCAN lanes"]

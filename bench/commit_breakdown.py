@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +96,7 @@ async def measure(commits: int, batch: int, drop: list[str], directory: str, ids
         for _ in range(batch):
             record, jobs = delivery(pushes)
             pushes += 1
-            accepts.append((replace(record, delivery_id=str(new_id())), jobs))
+            accepts.append((record._replace(delivery_id=str(new_id())), jobs))
         await store.accept_many(accepts)
 
     for _ in range(commits):

@@ -22,6 +22,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._forms = [orjson.dumps(secret)[1:-1] for secret in self._secrets]  # as escaped in a line
 
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -42,6 +43,20 @@ class Redactor:
             event[key] = self._scrub(value)
         return event
 
+    def dumps(self, event: MutableMapping[str, Any], **kwargs: Any) -> bytes:
+        """The JSON line of ``event`` (orjson), redacted as :meth:`__call__` would redact the event.
+
+        Faster in the usual case, where no secret is in the line: orjson escapes a string character by
+        character, so a secret inside any string value shows in the line as its own escaped form. The
+        line is searched for those forms (one substring search per secret); only when one is found is
+        the event scrubbed value by value and rendered again. Profiled: the value-by-value pass was a
+        third of the cost of the ingress's line per delivery (``bench/HISTORY.md``, nineteenth round).
+        """
+        line: bytes = orjson.dumps(event, **kwargs)
+        if any(form in line for form in self._forms):
+            line = orjson.dumps(self(None, "", event), **kwargs)
+        return line
+
 
 def configure_logging(*, level: str = "info", fmt: str = "json", secrets: Iterable[str] = ()) -> None:
     """Configure structlog and route the standard library's loggers (uvicorn's) through it."""
@@ -51,7 +66,6 @@ def configure_logging(*, level: str = "info", fmt: str = "json", secrets: Iterab
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
-        redactor,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -62,12 +76,13 @@ def configure_logging(*, level: str = "info", fmt: str = "json", secrets: Iterab
     if fmt == "json":
         # structlog's own fast path: orjson renders bytes, written straight to the stream (the ingress
         # logs every delivery; this halves the cost of a line against json.dumps and a text stream).
-        final: Any = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        # The redactor renders the line itself: it redacts the rendered line (see Redactor.dumps).
+        own: list[Any] = [structlog.processors.JSONRenderer(serializer=redactor.dumps)]
         factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
     else:
-        final, factory = renderer, structlog.PrintLoggerFactory(sys.stderr)
+        own, factory = [redactor, renderer], structlog.PrintLoggerFactory(sys.stderr)
     structlog.configure(
-        processors=[*shared, final],
+        processors=[*shared, *own],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=factory,
         cache_logger_on_first_use=True,
@@ -76,7 +91,7 @@ def configure_logging(*, level: str = "info", fmt: str = "json", secrets: Iterab
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared, redactor],
         )
     )
     root = logging.getLogger()

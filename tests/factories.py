@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
 from bridge.core.jobs import InvocationStatus, Job, JobState, NewJob
@@ -20,7 +20,7 @@ def make_job(job_id: int, *, before: int | str, after: int | str, **changes: Any
     job = Job(
         id=job_id,
         delivery_id=f"d-{job_id}",
-        **{field.name: getattr(accepted, field.name) for field in fields(NewJob)},
+        **accepted._asdict(),
         state=JobState.QUEUED,
         attempts=0,
         received_at=0.0,
@@ -57,4 +57,4 @@ def new_job(
         collection=f"acme-api-main-{sha(after)[:12]}",
         due_at=due_at,
     )
-    return replace(job, **changes)
+    return job._replace(**changes)

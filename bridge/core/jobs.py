@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class JobState(StrEnum):
@@ -49,9 +50,13 @@ class InvocationStatus(StrEnum):
         return self not in (InvocationStatus.PENDING, InvocationStatus.PROCESSING)
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryRecord:
-    """One accepted delivery; (hook_id, delivery_id) is unique and makes redeliveries no-ops."""
+class DeliveryRecord(NamedTuple):
+    """One accepted delivery; (hook_id, delivery_id) is unique and makes redeliveries no-ops.
+
+    A ``NamedTuple``, as is :class:`NewJob`, not a frozen dataclass: both are made for every delivery,
+    in the ingress and again in the worker process, and a frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__`` (1.3 us for a ``NewJob`` against 0.25 us; ``bench/HISTORY.md``,
+    nineteenth round). Immutable and typed all the same."""
 
     hook_id: str
     delivery_id: str
@@ -62,8 +67,7 @@ class DeliveryRecord:
     received_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
+class NewJob(NamedTuple):
     """A job as the ingress creates it; everything the worker needs is decided here."""
 
     lane: str

@@ -153,6 +153,18 @@ def _map_value(value: str, *, clean: re.Pattern[str], other: re.Pattern[str]) ->
     return f"{mapped}-{_hash8(value)}" if mapped else _hash8(value)
 
 
+# The ingress names a collection for every job, and owners, repositories, branches and route names repeat:
+# their mapped forms are remembered (bounded), not recomputed with four regular expressions per push.
+@functools.lru_cache(maxsize=8192)
+def _map_owner(value: str) -> str:
+    return _map_value(value, clean=_CLEAN_OWNER, other=_OTHER_OWNER)
+
+
+@functools.lru_cache(maxsize=8192)
+def _map_plain(value: str) -> str:
+    return _map_value(value, clean=_CLEAN_VALUE, other=_OTHER_VALUE)
+
+
 def collection_name(template: str, *, owner: str, repo: str, branch: str, sha: str, route: str) -> str:
     """The Chroma collection name for one push and one route (see the module docstring).
 
@@ -164,13 +176,13 @@ def collection_name(template: str, *, owner: str, repo: str, branch: str, sha: s
     if not _COMMIT.fullmatch(sha):
         raise ValueError(f"not a lower-case hex commit id: {sha[:80]!r}")
     values = {
-        "owner": _map_value(owner, clean=_CLEAN_OWNER, other=_OTHER_OWNER),
-        "repo": _map_value(repo, clean=_CLEAN_VALUE, other=_OTHER_VALUE),
-        "branch": _map_value(branch, clean=_CLEAN_VALUE, other=_OTHER_VALUE),
+        "owner": _map_owner(owner),
+        "repo": _map_plain(repo),
+        "branch": _map_plain(branch),
         "sha": sha,
         "sha12": sha[:12],
         "sha7": sha[:7],
-        "route": _map_value(route, clean=_CLEAN_VALUE, other=_OTHER_VALUE),
+        "route": _map_plain(route),
     }
     values["repository"] = f"{values['owner']}.{values['repo']}"
     rendered = "".join(literal + (values[field] if field else "") for literal, field in pieces)

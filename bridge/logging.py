@@ -33,7 +33,12 @@ class Redactor:
         if isinstance(value, dict):
             return {k: self._scrub(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return type(value)(self._scrub(v) for v in value)
+            items = [self._scrub(v) for v in value]
+            if isinstance(value, list):
+                return items
+            if hasattr(value, "_fields"):  # a NamedTuple stays one
+                return type(value)(*items)
+            return tuple(items)
         return value
 
     def __call__(self, _: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

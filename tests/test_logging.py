@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.logging import REDACTED, Redactor, configure_logging
+from tests.factories import new_job
 
 SECRET = "whsec-0123456789abcdef"
 TOKEN = "ck-token-fedcba9876543210"
@@ -47,6 +48,16 @@ def test_a_secret_anywhere_in_a_string_value_is_redacted(event: dict[str, Any]) 
     assert TOKEN.encode() not in line
     assert REDACTED.encode() in line
     assert orjson.loads(line)  # still one valid JSON object
+
+
+def test_a_secret_inside_a_named_tuple_is_redacted_and_the_tuple_keeps_its_type() -> None:
+    """Records such as ``NewJob`` are ``NamedTuple``s: scrubbing rebuilds one of the same type."""
+    job = new_job(collection=f"x-{TOKEN}")
+    redactor = Redactor([TOKEN])
+    scrubbed_event = redactor(None, "", {"event": "x", "job": job})
+    assert type(scrubbed_event["job"]) is type(job)
+    assert scrubbed_event["job"].collection == f"x-{REDACTED}"
+    assert TOKEN.encode() not in redactor.dumps({"event": "x", "job": job}, default=repr)
 
 
 def test_a_secret_that_json_escapes_is_found_in_its_escaped_form() -> None:

@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 import msgspec
@@ -32,9 +31,12 @@ _EVENT = re.compile(r"^[a-z_]{1,64}$")
 _UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryHeaders:
-    """The GitHub headers of one delivery."""
+class DeliveryHeaders(NamedTuple):
+    """The GitHub headers of one delivery.
+
+    This, :class:`Repository` and :class:`Push` are ``NamedTuple``s, not frozen dataclasses: the ingress
+    makes one of each per delivery, and a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__`` (``bench/HISTORY.md``, nineteenth round). Immutable and typed all the same."""
 
     event: str
     delivery_id: str
@@ -44,8 +46,7 @@ class DeliveryHeaders:
     target_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Repository:
+class Repository(NamedTuple):
     id: int
     full_name: str
     default_branch: str
@@ -60,8 +61,7 @@ class Repository:
         return self.full_name.split("/", 1)[-1]
 
 
-@dataclass(frozen=True, slots=True)
-class Push:
+class Push(NamedTuple):
     """What the bridge needs of a ``push`` payload."""
 
     repository: Repository

@@ -7,7 +7,7 @@ never needs the routes file to act on a stored job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from bridge.core.events import ZERO_SHA, Push
 from bridge.core.jobs import NewJob
@@ -15,8 +15,7 @@ from bridge.core.naming import collection_name
 from bridge.core.routing import RouteTable
 
 
-@dataclass(frozen=True, slots=True)
-class Intake:
+class Intake(NamedTuple):
     """The jobs a push creates, or why it creates none (``ignored`` is then a reason code)."""
 
     jobs: tuple[NewJob, ...] = ()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from bridge.core.events import Push, Repository
@@ -53,7 +51,7 @@ def test_lane_is_route_source_and_branch() -> None:
 
 def test_repositories_sharing_a_named_source_get_separate_lanes() -> None:
     """Two repositories matched by one glob route with one source_id never share a lane."""
-    other = replace(PUSH, repository=replace(PUSH.repository, full_name="acme/web"))
+    other = PUSH._replace(repository=PUSH.repository._replace(full_name="acme/web"))
     first = intake(PUSH, TABLE, received_at=0.0).jobs[0]
     second = intake(other, TABLE, received_at=0.0).jobs[0]
     assert first.lane != second.lane
@@ -67,12 +65,12 @@ def test_debounce_sets_the_due_time() -> None:
 @pytest.mark.parametrize(
     ("push", "reason"),
     [
-        (replace(PUSH, ref="refs/tags/v1.0"), "tag"),
-        (replace(PUSH, ref="refs/pull/1/head"), "not_a_branch"),
-        (replace(PUSH, deleted=True, after="0" * 40), "branch_deleted"),
-        (replace(PUSH, after="0" * 40), "branch_deleted"),
-        (replace(PUSH, ref="refs/heads/feature"), "no_route"),
-        (replace(PUSH, repository=replace(PUSH.repository, full_name="other/api")), "no_route"),
+        (PUSH._replace(ref="refs/tags/v1.0"), "tag"),
+        (PUSH._replace(ref="refs/pull/1/head"), "not_a_branch"),
+        (PUSH._replace(deleted=True, after="0" * 40), "branch_deleted"),
+        (PUSH._replace(after="0" * 40), "branch_deleted"),
+        (PUSH._replace(ref="refs/heads/feature"), "no_route"),
+        (PUSH._replace(repository=PUSH.repository._replace(full_name="other/api")), "no_route"),
     ],
 )
 def test_pushes_that_index_nothing(push: Push, reason: str) -> None:

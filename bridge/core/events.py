@@ -34,9 +34,8 @@ _UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 class DeliveryHeaders(NamedTuple):
     """The GitHub headers of one delivery.
 
-    This, :class:`Repository` and :class:`Push` are ``NamedTuple``s, not frozen dataclasses: the ingress
-    makes one of each per delivery, and a frozen dataclass's ``__init__`` sets each field through
-    ``object.__setattr__`` (``bench/HISTORY.md``, nineteenth round). Immutable and typed all the same."""
+    This, :class:`Repository` and :class:`Push` are ``NamedTuple``s for the reason given in
+    ``bridge.core.jobs.DeliveryRecord``: the ingress makes one of each per delivery."""
 
     event: str
     delivery_id: str

@@ -144,6 +144,7 @@ def summarize_open(results: list[OpenLoopResult]) -> dict[str, float]:
         "p99_ms": median([r.p99_ms for r in results]),
         "p999_ms": median([r.p999_ms for r in results]),
         "max_ms": median([r.max_ms for r in results]),
+        "send_lag_p99_ms": median([r.send_lag_p99_ms for r in results]),
         "errors": sum(r.errors for r in results),
     }
 
@@ -398,7 +399,9 @@ def main() -> None:
                         f"  {name:<6} offered {result.offered_rps:.0f}/s achieved {result.achieved_rps:.0f}/s"
                         f"  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
                         f"  p99.9 {result.p999_ms:6.2f} ms  max {result.max_ms:7.2f} ms"
-                        f"  {cpu_us:4.0f} us CPU/req  errors {result.errors} {result.error_kinds or ''}",
+                        f"  {cpu_us:4.0f} us CPU/req  sent late p50 {result.send_lag_p50_ms:.2f}"
+                        f" p99 {result.send_lag_p99_ms:.2f} ms"
+                        f"  errors {result.errors} {result.error_kinds or ''}",
                         flush=True,
                     )
                     added = _print_store_stats(servers[name].url, stats_before)
@@ -479,7 +482,8 @@ def main() -> None:
         print(
             f"open loop {name:<6} {summary['offered_rps']:.0f}/s offered: p50 {summary['p50_ms']:.2f} ms,"
             f" p99 {summary['p99_ms']:.2f} ms, p99.9 {summary['p999_ms']:.2f} ms,"
-            f" {statistics.median(open_cpu[name]):.0f} us CPU/req, errors {summary['errors']:.0f}"
+            f" {statistics.median(open_cpu[name]):.0f} us CPU/req, the generator sent p99"
+            f" {summary['send_lag_p99_ms']:.2f} ms late, errors {summary['errors']:.0f}"
         )
     print(f"RSS after the run (MB): {', '.join(f'{k} {v:.0f}' for k, v in rss.items())}")
     print(f"store after the run: {counts}")

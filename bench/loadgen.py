@@ -37,6 +37,10 @@ class OpenLoopResult:
     max_ms: float
     connections: int
     error_kinds: dict[str, int] = field(default_factory=dict)  # exception name or HTTP status
+    # How late this generator itself wrote each request (from its due time): the part of the latency
+    # spent before the request left, when the generator waited for a CPU the server was using.
+    send_lag_p50_ms: float = float("nan")
+    send_lag_p99_ms: float = float("nan")
 
 
 def read_bodies(path: Path) -> list[tuple[str, bytes]]:
@@ -105,6 +109,7 @@ async def open_loop(
     idle += [await connect() for _ in range(warm_connections)]
 
     latencies: list[float] = []
+    send_lags: list[float] = []
     errors = 0
     ok = 0
     kinds: dict[str, int] = {}
@@ -114,6 +119,7 @@ async def open_loop(
         prefix, suffix = templates[index % len(templates)]
         request = prefix + f"{run_id}-{index}".encode() + suffix
         conn = idle.pop() if idle else None
+        send_lags.append(time.perf_counter() - due)
         try:
             if conn is None:
                 conn = await connect()
@@ -160,6 +166,7 @@ async def open_loop(
     for conn in idle:
         conn.writer.close()
     ordered = sorted(latencies)
+    lags = sorted(send_lags)
     ms = 1e3
     return OpenLoopResult(
         offered_rps=rate,
@@ -174,6 +181,8 @@ async def open_loop(
         max_ms=(ordered[-1] if ordered else float("nan")) * ms,
         connections=opened,
         error_kinds=kinds,
+        send_lag_p50_ms=_quantile(lags, 0.50) * ms,
+        send_lag_p99_ms=_quantile(lags, 0.99) * ms,
     )
 
 

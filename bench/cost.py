@@ -12,7 +12,10 @@ the debounce under test) and one repository whose pushes chain (each ``before`` 
 * both with coalescing only (``BRIDGE_DEBOUNCE_SECONDS=0``) and with ``BRIDGE_DEBOUNCE_SECONDS=2``;
 * ``steady-0.5s`` and ``steady-2s``: 20 pushes, one every 0.5 s (the superseded invocation is still
   pending: the emulator keeps invocations pending for 1 s, then processing for 2 s) and one every 2 s
-  (it has started: the cancel is answered 412).
+  (it has started: the cancel is answered 412);
+* ``lagging-0.5s``: 20 pushes, one every 0.5 s, to a Sync that starts nothing for 30 s, so each create
+  cancels the one before it and the lane's gap backs off (``BRIDGE_LANE_MAX_GAP_SECONDS``, 8 s);
+  ``lagging-0.5s-fixed`` is the same with the backoff off (a max gap of 1 s).
 
 After the pushes it waits until the bridge has nothing left to do (no create or cancel for 3 s beyond
 the debounce), then reads the emulator: invocations created for the source, and the API calls it
@@ -74,17 +77,32 @@ def settle(emulator: Any, *, quiet: float) -> dict[str, int]:
         time.sleep(0.2)
 
 
-def scenario(name: str, *, debounce: float, pushes: int, interval: float, concurrency: int) -> dict[str, Any]:
+def scenario(
+    name: str,
+    *,
+    debounce: float,
+    pushes: int,
+    interval: float,
+    concurrency: int,
+    pending: float | None = None,
+    max_gap: float | None = None,
+) -> dict[str, Any]:
+    """``pending``: seconds the emulator keeps each invocation pending (its default: 1); ``max_gap``:
+    ``BRIDGE_LANE_MAX_GAP_SECONDS`` (None: the default, 8)."""
     folder = scratch_dir(f"cost-{name}-")
     emulator = start_emulator(folder)
     bridge = None
     try:
+        if pending is not None:
+            emulator.configure(pending_seconds=pending)
         source = emulator.add_source(REPOSITORY)
+        extra = {} if max_gap is None else {"BRIDGE_LANE_MAX_GAP_SECONDS": str(max_gap)}
         env = bridge_env(
             folder,
             sync_url=emulator.url,
             routes=routes_yaml([source], repositories=[REPOSITORY]),
             BRIDGE_DEBOUNCE_SECONDS=str(debounce),
+            **extra,
         )
         bridge = start_bridge(folder, env)
         bodies = chained_bodies(pushes, name)
@@ -108,7 +126,8 @@ def scenario(name: str, *, debounce: float, pushes: int, interval: float, concur
                         time.sleep(delay)
                     statuses.append(send(item))
         sent_in = time.monotonic() - started
-        after = settle(emulator, quiet=3 + debounce)
+        # A lane in backoff may hold its last create for up to the longest gap (8 s by default).
+        after = settle(emulator, quiet=3 + debounce + (8.0 if pending is not None else 0.0))
         invocations = emulator.invocations(source)
     finally:
         if bridge is not None:
@@ -120,6 +139,8 @@ def scenario(name: str, *, debounce: float, pushes: int, interval: float, concur
     result = {
         "scenario": name,
         "debounce_s": debounce,
+        "pending_s": pending,
+        "max_gap_s": max_gap,
         "pushes": pushes,
         "accepted": sum(1 for s in statuses if s == 202),
         "sent_in_s": round(sent_in, 3),
@@ -148,6 +169,12 @@ def main() -> None:
         scenario("spread+debounce", debounce=2, pushes=100, interval=0.01, concurrency=1),
         scenario("steady-0.5s", debounce=0, pushes=20, interval=0.5, concurrency=1),
         scenario("steady-2s", debounce=0, pushes=20, interval=2.0, concurrency=1),
+        # Sync lagging: nothing starts for 30 s. With the lane's gap backing off (the default) and
+        # without (a max gap of 1 s, the min gap).
+        scenario("lagging-0.5s", debounce=0, pushes=20, interval=0.5, concurrency=1, pending=30),
+        scenario(
+            "lagging-0.5s-fixed", debounce=0, pushes=20, interval=0.5, concurrency=1, pending=30, max_gap=1
+        ),
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine(), "scenarios": results}, indent=2))

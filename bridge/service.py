@@ -48,6 +48,7 @@ def worker_config(settings: Settings, *, owner: str) -> WorkerConfig:
         track_max=settings.track_max_seconds,
         retention=settings.retention_days * 86_400,
         lane_gap=settings.lane_min_gap_seconds,
+        lane_gap_max=settings.lane_max_gap_seconds,
         retry=RetryPolicy(
             base=settings.retry_base_seconds,
             cap=settings.retry_cap_seconds,

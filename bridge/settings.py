@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     lane_min_gap_seconds: float = Field(
         1.0, ge=0, description="after creating in a lane, wait this long before creating there again"
     )
+    lane_max_gap_seconds: float = Field(
+        8.0,
+        ge=0,
+        description="the lane's gap doubles, up to this, while each create cancels the invocation before it"
+        " because Sync had not started it; at most the min gap: no backoff",
+    )
     retry_base_seconds: float = Field(1.0, gt=0, description="first retry delay ceiling")
     retry_cap_seconds: float = Field(3_600.0, gt=0, description="longest delay between retries")
     retry_horizon_seconds: float = Field(3 * 86_400.0, gt=0, description="give up after this long")

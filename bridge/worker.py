@@ -54,6 +54,7 @@ from bridge.clients.sync_errors import (
     SyncUnauthorized,
 )
 from bridge.core.jobs import InvocationStatus, Job, JobState
+from bridge.core.lanegap import lane_hold
 from bridge.core.retry import RetryPolicy
 from bridge.core.routing import SourceSpec
 from bridge.core.supersede import LanePlan, plan_lane, to_cancel
@@ -80,6 +81,9 @@ class WorkerConfig:
     retention: float = 7 * 86_400.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     lane_gap: float = 1.0  # after a create, the lane is not claimed again for this long (coalescing)
+    # The hold doubles, up to this, for each create in a row that cancels the lane's previous invocation
+    # before Sync started it (bridge.core.lanegap); None or at most lane_gap: no backoff.
+    lane_gap_max: float | None = None
     # Wake-ups closer together than this share one sweep for due lanes: under a burst the ingress wakes
     # the worker after every accept, and a claim query per delivery would cost more than it finds.
     sweep_gap: float = 0.005
@@ -119,6 +123,10 @@ class Worker:
         self._lanes: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._working: set[str] = set()  # lanes a task of this process is working right now
+        # Lanes whose last creates cancelled their predecessors before Sync started them: how many in a
+        # row (bridge.core.lanegap). Only this process's own view: a lane another replica claims next
+        # starts again at the base gap. One small int per lane in backoff, dropped when it ends.
+        self._wasted: dict[str, int] = {}
 
     # ----------------------------------------------------------------- lifecycle
     def wake(self) -> None:
@@ -233,9 +241,11 @@ class Worker:
                         # One create per claim: pushes arriving meanwhile wait out the lane's gap and
                         # are coalesced into the newest (cancels and look-ups still go ahead).
                         plan = replace(plan, create=None)
-                    progress, created = await self._step(lane, jobs, plan)
-                    if created and self._config.lane_gap > 0:
-                        hold_until = self._clock() + self._config.lane_gap
+                    progress, created, cancelled = await self._step(lane, jobs, plan)
+                    if created:
+                        hold = self._hold_after_create(lane, cancelled=cancelled)
+                        if hold > 0:
+                            hold_until = self._clock() + hold
                     if not progress:
                         break
             except LaneLost:
@@ -248,8 +258,19 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(release)
 
-    async def _step(self, lane: str, jobs: Sequence[Job], plan: LanePlan) -> tuple[bool, bool]:
-        """Carry out one plan: (the lane may have more to do now, an invocation was created or adopted)."""
+    def _hold_after_create(self, lane: str, *, cancelled: int) -> float:
+        """Seconds to hold ``lane`` after a create that cancelled ``cancelled`` pending invocations."""
+        wasted = self._wasted.pop(lane, 0) + 1 if cancelled else 0
+        cap = self._config.lane_gap_max
+        hold = lane_hold(base=self._config.lane_gap, cap=cap if cap is not None else 0.0, wasted=wasted)
+        if hold > self._config.lane_gap:
+            self._wasted[lane] = wasted
+            log.info("lane.backoff", hold_seconds=round(hold, 3), wasted_in_a_row=wasted)
+        return hold
+
+    async def _step(self, lane: str, jobs: Sequence[Job], plan: LanePlan) -> tuple[bool, bool, int]:
+        """Carry out one plan: (the lane may have more to do now, an invocation was created or adopted,
+        how many of the lane's pending invocations that create cancelled)."""
         by_id = {job.id: job for job in jobs}
         now = self._clock()
         updates = [
@@ -281,14 +302,16 @@ class Worker:
                 await self._renew(lane)  # resolving a source or looking up may take a while
                 cancels = await self._create(creating, jobs)
             if cancels is None:
-                return True, False
+                return True, False, 0
             # The invocations the new one supersedes are marked cancel_wanted (durably, due now): cancel
             # them in this step rather than reading the lane again for a plan that would say just that
             # (the lane is held after a create, so nothing else in it is due before the next claim).
+            cancelled = 0
             for job_id in cancels:
-                await self._cancel(by_id[job_id])
-            return bool(plan.orphans), True
-        return bool(plan.orphans), False
+                if await self._cancel(by_id[job_id]):
+                    cancelled += 1
+            return bool(plan.orphans), True, cancelled
+        return bool(plan.orphans), False, 0
 
     def _superseded(self, replaced: Sequence[Job]) -> None:
         """Log and count jobs just marked superseded: one line per step, not per job (a burst supersedes
@@ -482,13 +505,14 @@ class Worker:
             now=now,
         )
 
-    async def _cancel(self, job: Job) -> None:
+    async def _cancel(self, job: Job) -> bool:
+        """Cancel the job's pending invocation and record the outcome; whether Sync cancelled it."""
         now = self._clock()
         ctx = structlog.contextvars.bound_contextvars(job_id=job.id, invocation_id=job.invocation_id)
         with ctx:
             if job.invocation_id is None:  # pragma: no cover - only active jobs are marked
                 await self._apply([JobUpdate(job.id, {"cancel_wanted": False})], now=now)
-                return
+                return False
             try:
                 await self._sync.cancel_invocation(job.invocation_id)
             except SyncPreconditionFailed:
@@ -501,21 +525,22 @@ class Worker:
                     "invocation_status": InvocationStatus.PROCESSING.value,
                 }
                 await self._apply([JobUpdate(job.id, fields)], now=now)
-                return
+                return False
             except SyncNotFound as exc:
                 self._count("cancel_invocation", exc.reason)
                 await self._finish(job, JobState.DONE, None, str(exc))
-                return
+                return False
             except SyncError as exc:
                 self._count("cancel_invocation", exc.reason)
                 attempt = max(1, job.attempts)
                 delay = self._config.retry.delay(attempt, rand=self._rand(), retry_after=None)
                 log.warning("invocation.cancel_retry", reason=exc.reason, delay=round(delay, 3))
                 await self._apply([JobUpdate(job.id, {"due_at": now + max(delay, 1.0)})], now=now)
-                return
+                return False
             self._count("cancel_invocation", None)
             log.info("invocation.cancelled")
             await self._finish(job, JobState.DONE, InvocationStatus.CANCELLED, None)
+            return True
 
     def _count(self, operation: str, outcome: str | None) -> None:
         self._metrics.sync_calls.labels(operation=operation, outcome=outcome or "ok").inc()

@@ -34,6 +34,7 @@ class Harness:
     clock: FakeClock
     state: EmulatorState
     source_id: str
+    sync: SyncClient
 
     async def push(self, *, after: int, before: int, **changes: Any) -> None:
         """Accept a push the way the ingress does (a delivery and its job, due now)."""
@@ -80,7 +81,7 @@ async def harness(
             clock=clock,
             rand=lambda: 0.5,
         )
-        yield Harness(store=store, worker=worker, clock=clock, state=state, source_id=source_id)
+        yield Harness(store=store, worker=worker, clock=clock, state=state, source_id=source_id, sync=sync)
 
 
 async def test_push_creates_one_invocation_for_its_commit(harness: Harness) -> None:
@@ -274,6 +275,77 @@ async def test_burst_within_a_second_creates_at_most_two(harness: Harness) -> No
     invocations = harness.invocations()
     assert len(invocations) <= 2
     assert [i["sha"] for i in invocations if i["status"] == "pending"] == [sha(100)]
+
+
+def backoff_worker(harness: Harness, *, cap: float) -> Worker:
+    """A worker on the harness's store whose lane gap backs off up to ``cap`` (the service's default)."""
+    config = WorkerConfig(owner="test", lane_gap=LANE_GAP, lane_gap_max=cap)
+    return Worker(
+        store=harness.store, sync=harness.sync, config=config, clock=harness.clock, rand=lambda: 0.5
+    )
+
+
+async def _push_and_work(harness: Harness, worker: Worker, n: int) -> list[str]:
+    """Push commit ``n`` (following ``n - 1``), work the due lanes; the commits with an invocation."""
+    await harness.push(after=n, before=n - 1)
+    await worker.run_once()
+    return [i["sha"] for i in harness.invocations()]
+
+
+async def test_lane_gap_doubles_while_each_create_cancels_a_pending_invocation(harness: Harness) -> None:
+    """Sync starts nothing (pending 10 minutes): every create cancels the one before it, so each in a
+    row doubles the lane's hold, 1, 2, 4, 8 s, and no further than the cap."""
+    harness.state.configure(pending_seconds=600.0)
+    worker = backoff_worker(harness, cap=8.0)
+    created_at: dict[str, float] = {}
+    with capture_logs() as logs:
+        for n in range(1, 200):
+            if len(created_at) == 7:
+                break
+            for commit in await _push_and_work(harness, worker, n):
+                created_at.setdefault(commit, harness.clock())
+            harness.clock.advance(0.5)
+    starts = sorted(created_at.values())
+    gaps = [round(later - earlier, 1) for earlier, later in itertools.pairwise(starts)]
+    assert gaps == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert [e["hold_seconds"] for e in logs if e["event"] == "lane.backoff"] == [2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
+    assert harness.state.counters["cancel_invocation"] == 6  # each create but the first cancelled one
+
+
+async def test_lane_gap_drops_back_once_a_create_cancels_nothing(harness: Harness) -> None:
+    """Backed off to 4 s; meanwhile the lane's pending invocation starts, so the next create's cancel
+    answers 412: that create cancelled nothing, and the lane is held for the base gap again."""
+    harness.state.configure(pending_seconds=600.0)
+    worker = backoff_worker(harness, cap=8.0)
+    assert sha(1) in await _push_and_work(harness, worker, 1)  # t=0, held 1 s
+    harness.clock.advance(1.0)
+    assert sha(2) in await _push_and_work(harness, worker, 2)  # t=1, cancels sha 1: held 2 s
+    harness.clock.advance(2.0)
+    harness.state.configure(pending_seconds=3.0)  # sha 3's invocation starts processing at t=6
+    assert sha(3) in await _push_and_work(harness, worker, 3)  # t=3, cancels sha 2: held 4 s
+    harness.clock.advance(3.9)
+    assert sha(4) not in await _push_and_work(harness, worker, 4)  # t=6.9: still held
+    harness.clock.advance(0.1)
+    assert sha(4) in await _work(harness, worker)  # t=7: cancels nothing (sha 3 started at t=6)
+    jobs = await harness.jobs()
+    assert jobs[sha(2)].invocation_status is InvocationStatus.CANCELLED
+    assert jobs[sha(3)].invocation_status is InvocationStatus.PROCESSING  # the cancel came too late
+    harness.clock.advance(LANE_GAP)
+    assert sha(5) in await _push_and_work(harness, worker, 5)  # t=8: held 1 s, not 8
+
+
+async def _work(harness: Harness, worker: Worker) -> list[str]:
+    await worker.run_once()
+    return [i["sha"] for i in harness.invocations()]
+
+
+async def test_lane_gap_backoff_off_by_default_in_the_worker_config(harness: Harness) -> None:
+    """WorkerConfig without lane_gap_max keeps the fixed gap, whatever the creates cancel."""
+    harness.state.configure(pending_seconds=600.0)
+    for n in range(1, 5):
+        assert sha(n) in await _push_and_work(harness, harness.worker, n)
+        harness.clock.advance(LANE_GAP)
+    assert harness.state.counters["cancel_invocation"] == 3
 
 
 async def test_conflict_means_already_indexed(harness: Harness) -> None:

@@ -133,7 +133,22 @@ def test_deliveries_spread_over_replicas_with_one_killed(
         live = {i["sha"] for i in _invocations(emulator) if i["status"] == "pending"}
         return live == set(heads.values())
 
-    wait_until(converged, timeout=45, interval=0.3)
+    try:
+        wait_until(converged, timeout=45, interval=0.3)
+    except TimeoutError:
+        # Say what did not converge, so that a failure in CI can be told apart from a slow machine.
+        live = {i["sha"] for i in _invocations(emulator) if i["status"] == "pending"}
+        with psycopg.connect(postgres_url) as conn:
+            open_jobs = conn.execute(
+                "SELECT branch, after, state, attempts, due_at, cancel_wanted, error FROM jobs"
+                " WHERE state NOT IN ('done', 'superseded') ORDER BY id"
+            ).fetchall()
+            lanes = conn.execute("SELECT lane, owner, lease_until, next_due FROM lanes").fetchall()
+        pytest.fail(
+            f"not converged in 45 s: newest pushes not pending {sorted(set(heads.values()) - live)},"
+            f" pending but not newest {sorted(live - set(heads.values()))}; open jobs {open_jobs};"
+            f" lanes {lanes}"
+        )
     invocations = _invocations(emulator)
     per_collection = Counter(i["collection"] for i in invocations)
     assert max(per_collection.values()) == 1, "a commit was indexed twice"

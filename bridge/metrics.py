@@ -53,6 +53,12 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
             registry=self.worker_registry,
         )
+        self.lane_backoffs = Counter(
+            "bridge_lane_backoffs",
+            "Creates after which a lane was held past BRIDGE_LANE_MIN_GAP_SECONDS, each create in a row"
+            " having cancelled an invocation Sync had not started (Sync is lagging)",
+            registry=self.worker_registry,
+        )
         self.superseded_on_arrival = Counter(
             "bridge_jobs_superseded_on_arrival",
             "Queued jobs a newer push replaced as it was stored, before any Sync call (the worker's own"

@@ -265,6 +265,7 @@ class Worker:
         hold = lane_hold(base=self._config.lane_gap, cap=cap if cap is not None else 0.0, wasted=wasted)
         if hold > self._config.lane_gap:
             self._wasted[lane] = wasted
+            self._metrics.lane_backoffs.inc()
             log.info("lane.backoff", hold_seconds=round(hold, 3), wasted_in_a_row=wasted)
         return hold
 

@@ -17,6 +17,7 @@ from bridge.core.retry import RetryPolicy
 from bridge.core.routing import SourceSpec
 from bridge.emulator import EmulatorState, FaultRule
 from bridge.emulator.testing import FakeClock, RunningEmulator
+from bridge.metrics import Metrics
 from bridge.worker import Worker, WorkerConfig
 from tests.conftest import EMULATOR_TOKEN
 from tests.factories import new_job, sha
@@ -277,11 +278,16 @@ async def test_burst_within_a_second_creates_at_most_two(harness: Harness) -> No
     assert [i["sha"] for i in invocations if i["status"] == "pending"] == [sha(100)]
 
 
-def backoff_worker(harness: Harness, *, cap: float) -> Worker:
+def backoff_worker(harness: Harness, *, cap: float, metrics: Metrics | None = None) -> Worker:
     """A worker on the harness's store whose lane gap backs off up to ``cap`` (the service's default)."""
     config = WorkerConfig(owner="test", lane_gap=LANE_GAP, lane_gap_max=cap)
     return Worker(
-        store=harness.store, sync=harness.sync, config=config, clock=harness.clock, rand=lambda: 0.5
+        metrics=metrics,
+        store=harness.store,
+        sync=harness.sync,
+        config=config,
+        clock=harness.clock,
+        rand=lambda: 0.5,
     )
 
 
@@ -296,7 +302,8 @@ async def test_lane_gap_doubles_while_each_create_cancels_a_pending_invocation(h
     """Sync starts nothing (pending 10 minutes): every create cancels the one before it, so each in a
     row doubles the lane's hold, 1, 2, 4, 8 s, and no further than the cap."""
     harness.state.configure(pending_seconds=600.0)
-    worker = backoff_worker(harness, cap=8.0)
+    metrics = Metrics()
+    worker = backoff_worker(harness, cap=8.0, metrics=metrics)
     created_at: dict[str, float] = {}
     with capture_logs() as logs:
         for n in range(1, 200):
@@ -310,13 +317,15 @@ async def test_lane_gap_doubles_while_each_create_cancels_a_pending_invocation(h
     assert gaps == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
     assert [e["hold_seconds"] for e in logs if e["event"] == "lane.backoff"] == [2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
     assert harness.state.counters["cancel_invocation"] == 6  # each create but the first cancelled one
+    assert _backoffs(metrics) == 6.0
 
 
 async def test_lane_gap_drops_back_once_a_create_cancels_nothing(harness: Harness) -> None:
     """Backed off to 4 s; meanwhile the lane's pending invocation starts, so the next create's cancel
     answers 412: that create cancelled nothing, and the lane is held for the base gap again."""
     harness.state.configure(pending_seconds=600.0)
-    worker = backoff_worker(harness, cap=8.0)
+    metrics = Metrics()
+    worker = backoff_worker(harness, cap=8.0, metrics=metrics)
     assert sha(1) in await _push_and_work(harness, worker, 1)  # t=0, held 1 s
     harness.clock.advance(1.0)
     assert sha(2) in await _push_and_work(harness, worker, 2)  # t=1, cancels sha 1: held 2 s
@@ -332,6 +341,12 @@ async def test_lane_gap_drops_back_once_a_create_cancels_nothing(harness: Harnes
     assert jobs[sha(3)].invocation_status is InvocationStatus.PROCESSING  # the cancel came too late
     harness.clock.advance(LANE_GAP)
     assert sha(5) in await _push_and_work(harness, worker, 5)  # t=8: held 1 s, not 8
+    # Held longer after sha 2 and sha 3, not after sha 4; sha 5 cancels sha 4 (pending): 2 s again.
+    assert _backoffs(metrics) == 3.0
+
+
+def _backoffs(metrics: Metrics) -> float | None:
+    return metrics.worker_registry.get_sample_value("bridge_lane_backoffs_total")
 
 
 async def _work(harness: Harness, worker: Worker) -> list[str]:

@@ -48,8 +48,10 @@ from bench._common import (
     start_emulator,
 )
 from bridge.samples import encode, fake_sha, push_payload
+from bridge.settings import Settings
 
 REPOSITORY = "acme/cost"
+_DEFAULT_MAX_GAP: float = Settings.model_fields["lane_max_gap_seconds"].default
 
 
 def chained_bodies(count: int, tag: str) -> list[tuple[str, bytes]]:
@@ -88,7 +90,7 @@ def scenario(
     max_gap: float | None = None,
 ) -> dict[str, Any]:
     """``pending``: seconds the emulator keeps each invocation pending (its default: 1); ``max_gap``:
-    ``BRIDGE_LANE_MAX_GAP_SECONDS`` (None: the default, 8)."""
+    ``BRIDGE_LANE_MAX_GAP_SECONDS`` (None: the service's default)."""
     folder = scratch_dir(f"cost-{name}-")
     emulator = start_emulator(folder)
     bridge = None
@@ -126,8 +128,9 @@ def scenario(
                         time.sleep(delay)
                     statuses.append(send(item))
         sent_in = time.monotonic() - started
-        # A lane in backoff may hold its last create for up to the longest gap (8 s by default).
-        after = settle(emulator, quiet=3 + debounce + (8.0 if pending is not None else 0.0))
+        # A lane in backoff may hold its last create for up to the longest gap.
+        longest = max_gap if max_gap is not None else _DEFAULT_MAX_GAP
+        after = settle(emulator, quiet=3 + debounce + (longest if pending is not None else 0.0))
         invocations = emulator.invocations(source)
     finally:
         if bridge is not None:

@@ -82,8 +82,8 @@ class WorkerConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     lane_gap: float = 1.0  # after a create, the lane is not claimed again for this long (coalescing)
     # The hold doubles, up to this, for each create in a row that cancels the lane's previous invocation
-    # before Sync started it (bridge.core.lanegap); None or at most lane_gap: no backoff.
-    lane_gap_max: float | None = None
+    # before Sync started it (bridge.core.lanegap); at most lane_gap (the default): no backoff.
+    lane_gap_max: float = 0.0
     # Wake-ups closer together than this share one sweep for due lanes: under a burst the ingress wakes
     # the worker after every accept, and a claim query per delivery would cost more than it finds.
     sweep_gap: float = 0.005
@@ -261,8 +261,7 @@ class Worker:
     def _hold_after_create(self, lane: str, *, cancelled: int) -> float:
         """Seconds to hold ``lane`` after a create that cancelled ``cancelled`` pending invocations."""
         wasted = self._wasted.pop(lane, 0) + 1 if cancelled else 0
-        cap = self._config.lane_gap_max
-        hold = lane_hold(base=self._config.lane_gap, cap=cap if cap is not None else 0.0, wasted=wasted)
+        hold = lane_hold(base=self._config.lane_gap, cap=self._config.lane_gap_max, wasted=wasted)
         if hold > self._config.lane_gap:
             self._wasted[lane] = wasted
             self._metrics.lane_backoffs.inc()

@@ -291,11 +291,20 @@ def backoff_worker(harness: Harness, *, cap: float, metrics: Metrics | None = No
     )
 
 
-async def _push_and_work(harness: Harness, worker: Worker, n: int) -> list[str]:
-    """Push commit ``n`` (following ``n - 1``), work the due lanes; the commits with an invocation."""
-    await harness.push(after=n, before=n - 1)
+async def _work(harness: Harness, worker: Worker) -> list[str]:
+    """Work the due lanes; the commits with an invocation."""
     await worker.run_once()
     return [i["sha"] for i in harness.invocations()]
+
+
+async def _push_and_work(harness: Harness, worker: Worker, n: int) -> list[str]:
+    """Push commit ``n`` (following ``n - 1``), then :func:`_work`."""
+    await harness.push(after=n, before=n - 1)
+    return await _work(harness, worker)
+
+
+def _backoffs(metrics: Metrics) -> float | None:
+    return metrics.worker_registry.get_sample_value("bridge_lane_backoffs_total")
 
 
 async def test_lane_gap_doubles_while_each_create_cancels_a_pending_invocation(harness: Harness) -> None:
@@ -343,15 +352,6 @@ async def test_lane_gap_drops_back_once_a_create_cancels_nothing(harness: Harnes
     assert sha(5) in await _push_and_work(harness, worker, 5)  # t=8: held 1 s, not 8
     # Held longer after sha 2 and sha 3, not after sha 4; sha 5 cancels sha 4 (pending): 2 s again.
     assert _backoffs(metrics) == 3.0
-
-
-def _backoffs(metrics: Metrics) -> float | None:
-    return metrics.worker_registry.get_sample_value("bridge_lane_backoffs_total")
-
-
-async def _work(harness: Harness, worker: Worker) -> list[str]:
-    await worker.run_once()
-    return [i["sha"] for i in harness.invocations()]
 
 
 async def test_lane_gap_backoff_off_by_default_in_the_worker_config(harness: Harness) -> None:

@@ -13,7 +13,7 @@ seconds into one per ``cap`` seconds (``bench/HISTORY.md``, twenty-first round).
 
 from __future__ import annotations
 
-_MAX_DOUBLINGS = 32  # 2**32 times any positive gap is past any cap: no float overflow
+from bridge.core.retry import capped_doubling
 
 
 def lane_hold(*, base: float, cap: float, wasted: int) -> float:
@@ -26,4 +26,4 @@ def lane_hold(*, base: float, cap: float, wasted: int) -> float:
         return 0.0
     if wasted <= 0 or cap <= base:
         return base
-    return min(cap, base * 2.0 ** min(wasted, _MAX_DOUBLINGS))
+    return capped_doubling(base, times=wasted, cap=cap)

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 DAY = 86_400.0
 
 
+def capped_doubling(base: float, *, times: int, cap: float) -> float:
+    """``base`` doubled ``times`` times (0 or less: ``base``), but no more than ``cap``."""
+    return min(cap, base * 2.0 ** min(max(times, 0), 62))
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """``delay(n)`` is uniform in [0, min(cap, base * 2**(n-1))), raised to ``Retry-After`` if given."""
@@ -21,8 +26,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, *, rand: float, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt ``attempt + 1``, after ``attempt`` (>= 1) failed."""
-        exponent = min(max(attempt, 1) - 1, 62)
-        ceiling = min(self.cap, self.base * 2.0**exponent)
+        ceiling = capped_doubling(self.base, times=attempt - 1, cap=self.cap)
         delay = min(max(rand, 0.0), 1.0) * ceiling
         if retry_after is not None and retry_after > 0:
             delay = max(delay, min(retry_after, self.cap))

@@ -464,6 +464,7 @@ class StoreStats:
     syncs: float
     sync_seconds: float
     slow_syncs: float  # fsyncs over 10 ms
+    stalled_syncs: float  # fsyncs over 100 ms (each also a store.slow_fsync line in the bridge's log)
 
     def minus(self, other: StoreStats) -> StoreStats:
         return StoreStats(*(a - b for a, b in zip(vars(self).values(), vars(other).values(), strict=True)))
@@ -475,7 +476,7 @@ class StoreStats:
         return (
             f"store: {self.commits:.0f} commits, {self.requests / self.commits:.1f} requests each,"
             f" {1e3 * self.commit_seconds / self.commits:.2f} ms each; {self.syncs:.0f} fsyncs of the WAL,"
-            f" {sync_ms:.2f} ms mean, {self.slow_syncs:.0f} over 10 ms"
+            f" {sync_ms:.2f} ms mean, {self.slow_syncs:.0f} over 10 ms, {self.stalled_syncs:.0f} over 100 ms"
         )
 
 
@@ -498,6 +499,7 @@ def store_stats(url: str) -> StoreStats | None:
         syncs=syncs,
         sync_seconds=samples.get("bridge_store_sync_seconds_sum", 0.0),
         slow_syncs=syncs - samples.get("bridge_store_sync_seconds_bucket@0.01", syncs),
+        stalled_syncs=syncs - samples.get("bridge_store_sync_seconds_bucket@0.1", syncs),
     )
 
 

@@ -6,6 +6,10 @@ The table mixes what a large installation writes: exact ``owner/name`` routes (7
 literal owner such as ``org7/team3-*`` (25 %), globs with a literal name such as ``*/lib12`` (4 %) and
 globs on both sides such as ``*/svc9*`` (1 %, the only ones every lookup scans). Lookups mix repositories
 that match several routes, one, or none, on default, listed and unlisted branches.
+
+Then the start-up side: the same table written as a YAML file and read by ``load_routes`` in a fresh
+process, once as the bridge reads it (libyaml) and once with the pure-Python parser it falls back to:
+the seconds it takes and how much larger the process is afterwards (its RSS, the parser's objects freed).
 """
 
 from __future__ import annotations
@@ -13,8 +17,14 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from bridge.core.routing import RouteTable, parse_routes
 
@@ -67,6 +77,30 @@ def lookups(count: int, routes: int, rng: random.Random) -> list[tuple[str, str]
     return result
 
 
+# Run in a fresh interpreter: argv[1] the file, argv[2] "libyaml" or "pure". Prints routes, s, MB.
+_LOAD = """
+import gc, os, sys, time
+from bridge import routes_file
+if sys.argv[2] == "pure":
+    routes_file._FAST_LOADER = None
+def rss():
+    return int(open(f"/proc/{os.getpid()}/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+gc.collect()
+before, started = rss(), time.perf_counter()
+table = routes_file.load_routes(sys.argv[1])
+seconds = time.perf_counter() - started
+gc.collect()
+print(len(table), seconds, rss() - before)
+"""
+
+
+def load_in_a_fresh_process(path: Path, parser: str) -> tuple[int, float, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD, str(path), parser], check=True, capture_output=True, text=True
+    ).stdout.split()
+    return int(out[0]), float(out[1]), float(out[2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--routes", type=int, default=10_000)
@@ -103,6 +137,13 @@ def main() -> None:
         f"match µs: mean {statistics.fmean(samples):.2f}  p50 {pct(50):.2f}  p99 {pct(99):.2f}  "
         f"p99.9 {pct(99.9):.2f}  max {samples[-1]:.2f}"
     )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "routes.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        for name in ("libyaml", "pure"):
+            count, seconds, grown = load_in_a_fresh_process(path, name)
+            label = "libyaml (the bridge)" if name == "libyaml" else "pure-Python parser"
+            print(f"reading routes.yaml ({count} routes), {label}: {seconds:.2f} s, RSS +{grown:.1f} MB")
 
 
 if __name__ == "__main__":

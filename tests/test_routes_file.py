@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 
 import pytest
+import yaml
 
+from bridge import routes_file
 from bridge.core.errors import RoutesError
 from bridge.core.routing import SourceSpec
 from bridge.routes_file import load_routes, parse_routes_text
@@ -213,3 +216,93 @@ def test_json_that_yaml_cannot_read_loses_only_the_lines() -> None:
 def test_documents_of_the_wrong_shape_are_refused(text: str, expected: str) -> None:
     """A top-level list, or routes given as a mapping, is refused naming the file."""
     assert problem(text) == expected
+
+
+RICH = f"""# anchors, merge keys, flow and block styles, quoting, a multi-line list
+routes:
+  - &described
+    repository: acme/api
+    branches: [main, "release/*"]
+    source:
+      database_name: code
+      include_globs:
+        - "**/*.py"
+        - '**/*.md'
+  - repository: "acme/*"
+    source_id: {UUID}
+  - {{repository: "*/docs", branches: ["**"], source_id: "{UUID}"}}
+  - <<: *described
+    repository: other/svc
+    collection: "{{owner}}-{{repo}}-{{branch}}-{{sha12}}"
+"""
+
+
+def _spy(base: type, made: list[str]) -> type:
+    class Spy(base):  # type: ignore[misc, valid-type]
+        def __init__(self, stream: str) -> None:
+            made.append(base.__name__)
+            super().__init__(stream)
+
+    return Spy
+
+
+needs_libyaml = pytest.mark.skipif(
+    getattr(routes_file, "_FAST_LOADER", None) is None, reason="PyYAML built without libyaml"
+)
+
+
+@needs_libyaml
+def test_libyaml_reads_a_good_file_alone_and_as_the_pure_python_parser_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A valid file is read once, by libyaml; the routes and their lines are those the pure-Python
+    parser gives."""
+    made: list[str] = []
+    fast = routes_file._FAST_LOADER
+    monkeypatch.setattr(routes_file, "_FAST_LOADER", _spy(fast, made))
+    monkeypatch.setattr(yaml, "SafeLoader", _spy(yaml.SafeLoader, made))
+    with_libyaml = parse_routes_text(RICH).routes
+    assert made == ["CSafeLoader"]
+    monkeypatch.setattr(routes_file, "_FAST_LOADER", None)
+    pure = parse_routes_text(RICH).routes
+    assert made == ["CSafeLoader", "SafeLoader"]
+    assert with_libyaml == pure
+    assert [route.line for route in pure] == [3, 11, 13, 14]
+
+
+@needs_libyaml
+@pytest.mark.parametrize(
+    "text",
+    [
+        "routes:\n  - repository: acme/api\n    branches: [main\n    source_id: x\n",  # flow sequence
+        "routes:\n  - repository: acme/api\n\tsource_id: x\n",  # a tab
+        "routes:\n  - repository: \x07acme/api\n",  # a control character
+        f"routes:\n  - repository: acme/api\n    source_id: {UUID}\n    source_id: {UUID}\n",  # twice
+    ],
+)
+def test_a_file_libyaml_refuses_gets_the_pure_python_parsers_message(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """libyaml words its errors otherwise: a file it refuses is read again by the pure-Python parser,
+    whose message (file and line) is the one given, the same as without libyaml."""
+    made: list[str] = []
+    monkeypatch.setattr(routes_file, "_FAST_LOADER", _spy(routes_file._FAST_LOADER, made))
+    with_libyaml = problem(text)
+    assert made == ["CSafeLoader"]
+    monkeypatch.setattr(routes_file, "_FAST_LOADER", None)
+    assert with_libyaml == problem(text)
+    assert with_libyaml.startswith("routes.yaml:")
+
+
+def test_the_document_is_a_copy_made_after_the_parser_is_gone() -> None:
+    """``_compacted`` returns equal values of the same types (dates and integer keys included), in new
+    objects: what the route table keeps is not scattered among the parser's freed ones."""
+    document = {"routes": [{"repository": "acme/api", "on": datetime.date(2026, 12, 3), 7: [b"x", 1.5]}]}
+    lines = [2]
+    copied, copied_lines = routes_file._compacted((document, lines))
+    assert copied == document
+    assert copied_lines == lines
+    assert copied is not document
+    assert copied["routes"][0] is not document["routes"][0]
+    assert type(copied["routes"][0]["on"]) is datetime.date
+    assert 7 in copied["routes"][0]

@@ -55,7 +55,8 @@ A group commit or an fsync that takes ``SLOW_SECONDS`` or longer is also logged,
 long for its answer. A histogram shows that such stalls happen; the line shows when, next to the slow
 answers of that moment. In the open-loop benchmark at 1,000/s, the 8 runs with two to four fsyncs of
 the WAL over 10 ms had a p99 of 38-142 ms (median 63), the 8 with none or one 10-40 ms (median 23)
-(``bench/HISTORY.md``, twenty-second round). At most one line per ``SLOW_SECONDS`` per kind, as each line is one such wait.
+(``bench/HISTORY.md``, twenty-second round). At most one line per ``SLOW_SECONDS`` per kind, as each
+line is one such wait.
 
 Only one process should serve a database file. ``open()`` releases every lane lease left in the file
 (their holder, an earlier process, is dead), unless ``release_leases=False`` (admin commands that run

@@ -46,6 +46,7 @@ from bench.ingress import wait_idle
 from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.store.base import JobUpdate
 from bridge.store.sqlite import SqliteStore
+from bridge.worker import PRUNE_BATCH
 
 DAY = 86_400.0
 
@@ -147,12 +148,29 @@ async def part_retention(days: int, per_day: int, retention_days: float) -> list
                 updates = [JobUpdate(i, {"state": "superseded"}) for i in live[offset : offset + 500]]
                 await store.apply(updates, now=now + 60)
             cutoff = now + 120 - retention_days * DAY
-            pruned = await store.prune(deliveries_before=cutoff, jobs_before=cutoff)
+            # As the worker's pruner does: batches of PRUNE_BATCH, each its own transaction.
+            pruned, batches, longest = (0, 0), 0, 0.0
+            while True:
+                started = time.perf_counter()
+                batch = await store.prune(deliveries_before=cutoff, jobs_before=cutoff, limit=PRUNE_BATCH)
+                longest = max(longest, time.perf_counter() - started)
+                pruned, batches = (pruned[0] + batch[0], pruned[1] + batch[1]), batches + 1
+                if max(batch) < PRUNE_BATCH:
+                    break
             counts = rows(path)
-            out.append({"day": day + 1, "db_mb": db_size_mb(path), "pruned": pruned, **counts})
+            out.append(
+                {
+                    "day": day + 1,
+                    "db_mb": db_size_mb(path),
+                    "pruned": pruned,
+                    "prune_batch_max_s": longest,
+                    **counts,
+                }
+            )
             print(
                 f"day {day + 1:>2}: {counts['deliveries']:>6} deliveries, {counts['jobs']:>6} jobs stored, "
-                f"file {out[-1]['db_mb']:.1f} MB (pruned {pruned[0]} deliveries, {pruned[1]} jobs)",
+                f"file {out[-1]['db_mb']:.1f} MB (pruned {pruned[0]} deliveries, {pruned[1]} jobs"
+                f" in {batches} batches, the longest {1e3 * longest:.0f} ms)",
                 flush=True,
             )
     finally:

@@ -296,19 +296,28 @@ class MemoryStore:
         self._check_open()
         self.sources.setdefault(key, source_id)
 
-    async def prune(self, *, deliveries_before: float, jobs_before: float) -> tuple[int, int]:
+    async def prune(
+        self, *, deliveries_before: float, jobs_before: float, limit: int | None = None
+    ) -> tuple[int, int]:
         self._check_open()
-        old_deliveries = [key for key, d in self.deliveries.items() if d.received_at < deliveries_before]
+        old_deliveries = sorted(
+            (key for key, d in self.deliveries.items() if d.received_at < deliveries_before),
+            key=lambda key: self.deliveries[key].received_at,
+        )[:limit]
         for key in old_deliveries:
             del self.deliveries[key]
-        old_jobs = [
-            job.id
-            for job in self.jobs.values()
-            if job.state in _FINISHED_STATES and job.updated_at < jobs_before
-        ]
+        old_jobs = sorted(
+            (
+                job.id
+                for job in self.jobs.values()
+                if job.state in _FINISHED_STATES and job.updated_at < jobs_before
+            ),
+            key=lambda job_id: self.jobs[job_id].updated_at,
+        )[:limit]
         for job_id in old_jobs:
             del self.jobs[job_id]
-        used = {job.lane for job in self.jobs.values()}
-        for name in [name for name, row in self.lanes.items() if row.owner is None and name not in used]:
-            del self.lanes[name]
+        if limit is None or (len(old_deliveries) < limit and len(old_jobs) < limit):
+            used = {job.lane for job in self.jobs.values()}
+            for name in [name for name, row in self.lanes.items() if row.owner is None and name not in used]:
+                del self.lanes[name]
         return len(old_deliveries), len(old_jobs)

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
+from structlog.testing import capture_logs
 
+from bridge import worker as worker_module
 from bridge.clients.sync import SyncClient
 from bridge.core.jobs import JobState
 from bridge.emulator.testing import FakeClock
@@ -145,3 +147,39 @@ def test_retention_below_three_days_is_refused() -> None:
     """BRIDGE_RETENTION_DAYS under 3 (GitHub's redelivery window) is a settings error."""
     with pytest.raises(ValueError, match="retention_days"):
         Settings(_env_file=None, webhook_secret=SECRET, retention_days=2.9)
+
+
+async def test_the_pruner_deletes_in_batches_with_a_pause_between(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five old deliveries and jobs, batches of 2: three transactions (2, 2, 1), a pause after each
+    full one, one ``store.pruned`` line with the totals, and nothing left, lanes included."""
+    monkeypatch.setattr(worker_module, "PRUNE_BATCH", 2)
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    monkeypatch.setattr(bench.worker, "_sleep", pause)
+    calls: list[int | None] = []
+    prune = bench.store.prune
+
+    async def counted(**kwargs: Any) -> tuple[int, int]:
+        calls.append(kwargs.get("limit"))
+        return await prune(**kwargs)
+
+    monkeypatch.setattr(bench.store, "prune", counted)
+    for n in range(1, 6):
+        assert await bench.push(n, delivery=f"d-{n}", branch=f"b{n}") == "accepted"
+    await bench.finish_all()
+    bench.clock.advance(7.1 * DAY)
+    with capture_logs() as logs:
+        assert await bench.worker.prune_once() == (5, 5)
+    assert calls == [2, 2, 2]
+    assert pauses == [worker_module.PRUNE_PAUSE] * 2
+    assert [
+        (line["deliveries"], line["jobs"], line["batches"])
+        for line in logs
+        if line["event"] == "store.pruned"
+    ] == [(5, 5, 3)]
+    assert (bench.rows("deliveries"), bench.rows("jobs"), bench.rows("lanes")) == (0, 0, 0)

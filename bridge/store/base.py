@@ -229,6 +229,9 @@ class Store(IngressStore, Protocol):
     async def put_source(self, key: str, source_id: str) -> None:
         """Remember a described source's id (first writer wins)."""
 
-    async def prune(self, *, deliveries_before: float, jobs_before: float) -> tuple[int, int]:
+    async def prune(
+        self, *, deliveries_before: float, jobs_before: float, limit: int | None = None
+    ) -> tuple[int, int]:
         """Delete deliveries received before ``deliveries_before`` and finished jobs (done,
-        superseded) last updated before ``jobs_before``. Returns (deliveries, jobs) deleted."""
+        superseded) last updated before ``jobs_before``, in one transaction; with ``limit``, only the
+        oldest ``limit`` of each (call again until fewer come back). Returns (deliveries, jobs) deleted."""

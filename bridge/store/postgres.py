@@ -172,8 +172,10 @@ class PostgresStore(SqlStore):
         """Raise unless a pooled connection answers within ``ping_timeout`` seconds."""
         await self._submit(t.ping, retry_on=(), checkout_timeout=self._ping_timeout)
 
-    async def prune(self, *, deliveries_before: float, jobs_before: float) -> tuple[int, int]:
+    async def prune(
+        self, *, deliveries_before: float, jobs_before: float, limit: int | None = None
+    ) -> tuple[int, int]:
         return await self._submit(
-            lambda tx: t.prune(tx, deliveries_before=deliveries_before, jobs_before=jobs_before),
+            lambda tx: t.prune(tx, deliveries_before=deliveries_before, jobs_before=jobs_before, limit=limit),
             retry_on=_RETRY_PRUNE,
         )

@@ -224,6 +224,32 @@ DELETE FROM deliveries WHERE received_at < :before
 -- prune_jobs --
 DELETE FROM jobs WHERE state IN ('done', 'superseded') AND updated_at < :before
 
+-- prune_deliveries_batch@sqlite --
+-- The oldest :limit of them (the worker's pruner deletes in batches, see transactions.prune).
+DELETE FROM deliveries WHERE rowid IN (
+    SELECT rowid FROM deliveries WHERE received_at < :before ORDER BY received_at LIMIT :limit
+)
+
+-- prune_deliveries_batch@postgres --
+-- Rows another replica's pruner is deleting are skipped, not waited for.
+DELETE FROM deliveries WHERE (hook_id, delivery_id) IN (
+    SELECT hook_id, delivery_id FROM deliveries WHERE received_at < :before
+    ORDER BY received_at LIMIT :limit FOR UPDATE SKIP LOCKED
+)
+
+-- prune_jobs_batch@sqlite --
+-- The WHERE repeats jobs_prunable_updated_at's, so that the partial index serves it.
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs WHERE state IN ('done', 'superseded') AND updated_at < :before
+    ORDER BY updated_at LIMIT :limit
+)
+
+-- prune_jobs_batch@postgres --
+DELETE FROM jobs WHERE id IN (
+    SELECT id FROM jobs WHERE state IN ('done', 'superseded') AND updated_at < :before
+    ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED
+)
+
 -- prune_lanes@sqlite --
 -- Whether a lane has jobs is its job_count (SQLite migration 0005: there is no index of every job by
 -- lane). SQLite's own foreign-key check is off since then (it would scan jobs at each lane deleted), so

@@ -113,7 +113,9 @@ class SqlStore(ABC):
     async def put_source(self, key: str, source_id: str) -> None:
         await self._transact(lambda tx: t.put_source(tx, key, source_id))
 
-    async def prune(self, *, deliveries_before: float, jobs_before: float) -> tuple[int, int]:
+    async def prune(
+        self, *, deliveries_before: float, jobs_before: float, limit: int | None = None
+    ) -> tuple[int, int]:
         return await self._transact(
-            lambda tx: t.prune(tx, deliveries_before=deliveries_before, jobs_before=jobs_before)
+            lambda tx: t.prune(tx, deliveries_before=deliveries_before, jobs_before=jobs_before, limit=limit)
         )

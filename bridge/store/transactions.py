@@ -355,8 +355,18 @@ def put_source(tx: Tx, key: str, source_id: str) -> None:
     tx.run("put_source", key=key, source_id=source_id)
 
 
-def prune(tx: Tx, *, deliveries_before: float, jobs_before: float) -> tuple[int, int]:
-    deliveries = tx.run("prune_deliveries", before=float(deliveries_before))
-    jobs = tx.run("prune_jobs", before=float(jobs_before))
-    tx.run("prune_lanes")
+def prune(
+    tx: Tx, *, deliveries_before: float, jobs_before: float, limit: int | None = None
+) -> tuple[int, int]:
+    """Delete what is past retention: all of it, or (``limit``) the oldest ``limit`` deliveries and
+    ``limit`` finished jobs. Empty lanes go in the batch that finds less than ``limit`` of both: the
+    last one."""
+    if limit is None:
+        deliveries = tx.run("prune_deliveries", before=float(deliveries_before))
+        jobs = tx.run("prune_jobs", before=float(jobs_before))
+    else:
+        deliveries = tx.run("prune_deliveries_batch", before=float(deliveries_before), limit=limit)
+        jobs = tx.run("prune_jobs_batch", before=float(jobs_before), limit=limit)
+    if limit is None or (deliveries < limit and jobs < limit):
+        tx.run("prune_lanes")
     return deliveries, jobs

@@ -794,6 +794,27 @@ async def test_prune_keeps_a_leased_lane(store: Store) -> None:
     assert await store.renew_lane("lane-1", owner=OWNER, now=110.0, lease=30.0)
 
 
+async def test_prune_with_a_limit_deletes_the_oldest_first_and_lanes_last(store: Store) -> None:
+    """``limit``: at most that many deliveries and finished jobs per call, oldest first; the lane they
+    leave empty goes in the call that finds fewer than ``limit`` of both, so repeated calls end with
+    what one unlimited call leaves."""
+    for n in range(5):
+        await store.accept(delivery(f"d-{n}", received_at=100.0 + n), [new_job()])
+    jobs = sorted(await store.list_jobs(limit=10), key=lambda job: job.id)
+    for n, job in enumerate(jobs):
+        await finish(store, job.id, now=110.0 + n)
+    assert await store.prune(deliveries_before=1_000.0, jobs_before=1_000.0, limit=2) == (2, 2)
+    left = sorted(job.id for job in await store.list_jobs(limit=10))
+    assert left == [job.id for job in jobs[2:]]  # the two updated first went first
+    assert await store.accept(delivery("d-0", received_at=500.0), [])  # pruned: new again
+    assert not await store.accept(delivery("d-2", received_at=500.0), [])  # kept: a redelivery
+    assert await store.prune(deliveries_before=400.0, jobs_before=1_000.0, limit=2) == (2, 2)
+    assert await store.prune(deliveries_before=400.0, jobs_before=1_000.0, limit=2) == (1, 1)
+    assert await store.list_jobs(limit=10) == []
+    await store.accept(delivery("d-9", received_at=700.0), [new_job(due_at=700.0)])
+    assert await store.claim_lane(owner=OWNER, now=700.0, lease=30.0) == "lane-1"
+
+
 # --- lifecycle ------------------------------------------------------------------------------------
 
 

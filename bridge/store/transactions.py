@@ -258,6 +258,15 @@ def renew_lanes(tx: Tx, lanes: Iterable[str], *, owner: str, now: float, lease: 
 
 
 def release_lane(tx: Tx, lane: str, *, owner: str, hold_until: float | None = None) -> None:
+    """Give the lane up; its next due time is computed from its jobs.
+
+    The lane's row is locked first, in a statement of its own. In PostgreSQL another replica's accept
+    into the lane may hold that lock (``lower_lane``) until it commits, and a statement that waits for
+    a lock still reads the jobs as its snapshot had them when it began (READ COMMITTED): a
+    ``release_lane`` that waited missed the accept's new job and stored a next due time of NULL, so no
+    worker claimed the lane again and that push was never created (twenty-second round;
+    ``tests/store/test_postgres.py``). The statement after the lock reads the jobs afresh."""
+    tx.rows("lock_lane", lane=lane)
     tx.run(
         "release_lane", lane=lane, owner=owner, hold_until=None if hold_until is None else float(hold_until)
     )

@@ -13,6 +13,7 @@ from psycopg_pool import PoolTimeout
 from bridge.store.base import JobUpdate
 from bridge.store.migrate import load_migrations
 from bridge.store.postgres import PostgresStore
+from bridge.store.queries import load_queries
 from tests.conftest import POSTGRES_URL
 from tests.store.builders import delivery, new_job
 
@@ -135,3 +136,31 @@ async def test_open_fails_when_the_server_is_unreachable() -> None:
     store = PostgresStore("postgresql://postgres@127.0.0.1:1/test", open_timeout=1.0)
     with pytest.raises(PoolTimeout):
         await store.open()
+
+
+@pytest.mark.postgres
+async def test_a_release_waiting_on_an_accept_sees_its_job(postgres_url: str, replicas: Replicas) -> None:
+    """A replica releases a lane while another replica's accept into that lane is still open: the
+    release waits for the accept's lock on the lane and must then count the accept's job in the lane's
+    next due time. Computed from the release's first snapshot, taken before the accept committed, it
+    came out NULL: the lane was never claimed again and the push never created (a CI run of
+    tests/e2e/test_replicas.py, twenty-second round)."""
+    first, other = await replicas(), await replicas()
+    await first.accept(delivery("d-1"), [new_job(due_at=100.0)])
+    assert await first.claim_lane(owner="a", now=100.0, lease=30.0) == "lane-1"
+    [job] = await first.list_jobs()
+    assert await first.apply([JobUpdate(job.id, {"state": "done"})], now=101.0, owner="a")
+    queries = load_queries("postgres")
+    later = new_job(due_at=102.0, after="c" * 40, before=job.after)
+    with psycopg.connect(postgres_url) as accepting:  # an accept of another replica, left open
+        accepting.execute(queries["lower_lane"], {"lane": "lane-1", "due_at": 102.0})
+        accepting.execute(
+            queries["insert_job"],
+            {**later._asdict(), "delivery_id": "d-2", "received_at": 102.0},
+        )
+        release = asyncio.ensure_future(first.release_lane("lane-1", owner="a"))
+        await asyncio.sleep(0.5)
+        assert not release.done()  # waiting for the accept's lock on the lane
+        accepting.commit()
+        await asyncio.wait_for(release, timeout=10)
+    assert await other.claim_lane(owner="b", now=103.0, lease=30.0) == "lane-1"

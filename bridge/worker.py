@@ -607,9 +607,10 @@ class Worker:
 
         In batches of ``PRUNE_BATCH`` of each, ``PRUNE_PAUSE`` apart: with SQLite every store request
         waits for the transaction before it, and one transaction for an hour's deliveries would hold
-        the answers for as long as it takes (10,000 rows took 0.23 s in ``bench/memory.py``, so at
-        100 deliveries a second an hourly prune of 720,000 rows would hold them ~17 s, past GitHub's
-        10 s). A batch took 13-18 ms there; between batches the other requests go first.
+        the answers for as long as it takes: 3.7-5.2 us a row in ``bench/prune.py``, so at 300 deliveries
+        a second (a delivery and a job each) an hourly prune would hold them ~10 s, GitHub's timeout.
+        A batch took 13-26 ms there and in ``bench/memory.py``; between batches the other requests go
+        first.
         """
         cutoff = self._clock() - self._config.retention
         deliveries = jobs = batches = 0

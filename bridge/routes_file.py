@@ -54,7 +54,8 @@ def parse_routes_text(text: str, *, filename: str = "routes.yaml") -> RouteTable
 
 # libyaml's parser when PyYAML was built with it (its wheels are): the same YAML 1.1 and the same safe
 # constructor, ~5x faster. Ten thousand routes took 5.3-6.6 s to read with the pure-Python parser.
-_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+_Loader = type[yaml.SafeLoader] | type[yaml.CSafeLoader]
+_FAST_LOADER: _Loader | None = getattr(yaml, "CSafeLoader", None)
 
 
 def _read_yaml(text: str, *, filename: str) -> tuple[Any, list[int]]:
@@ -85,7 +86,7 @@ def _compacted(read: tuple[Any, list[int]]) -> tuple[Any, list[int]]:
     return copy
 
 
-def _compose(text: str, loader_class: type[yaml.SafeLoader], *, filename: str) -> tuple[Any, list[int]]:
+def _compose(text: str, loader_class: _Loader, *, filename: str) -> tuple[Any, list[int]]:
     try:
         loader = loader_class(text)
     except yaml.reader.ReaderError as exc:  # a control character YAML does not allow

@@ -10,6 +10,7 @@ set: the worker's loops run on this event loop, as tests and tools that drive it
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import socket
@@ -25,6 +26,7 @@ from bridge.core.retry import RetryPolicy
 from bridge.core.routing import RouteTable
 from bridge.metrics import Metrics
 from bridge.settings import Settings
+from bridge.stalls import start_watching
 from bridge.store.base import IngressStore, Store
 from bridge.store.sqlite import SqliteStore
 from bridge.worker import Worker, WorkerConfig
@@ -83,6 +85,7 @@ class Service:
 
     def __post_init__(self) -> None:
         self.secrets = self.settings.webhook_secrets
+        self._stalls: asyncio.Task[None] | None = None  # the loop-stall watcher, while started
         if self.settings.worker == "inline" and self.worker is None:
             if self.sync is None or isinstance(self.store, RemoteStore):
                 raise ValueError("an inline worker needs a Sync client and the store itself")
@@ -101,6 +104,7 @@ class Service:
         await self.store.open()
         if self.worker is not None:
             self.worker.start()
+        self._stalls = start_watching()
         self.started = True
         log.info(
             "service.started",
@@ -113,6 +117,9 @@ class Service:
     async def stop(self) -> None:
         log.info("service.stopping", timeout=self.settings.shutdown_timeout)
         self.started = False
+        if self._stalls is not None:
+            self._stalls.cancel()
+            self._stalls = None
         if self.worker is not None:
             await self.worker.stop(grace=self.settings.shutdown_timeout)
         if self.worker_process is not None:

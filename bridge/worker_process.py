@@ -49,6 +49,7 @@ from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.ipc import Answered, CallbackHandler, Channel, ChannelClosed, Handler, Link, RemoteError, serve
 from bridge.metrics import Metrics
 from bridge.settings import Settings
+from bridge.stalls import start_watching
 from bridge.store.base import Accepted
 
 log = structlog.get_logger("bridge.worker_process")
@@ -366,12 +367,14 @@ async def _run(fd: int) -> int:
     )
     serving = asyncio.create_task(serve(link, handlers, {"wake": worker.wake}, callbacks))
     ended = asyncio.create_task(terminated.wait())
+    stalls = start_watching()
     await asyncio.wait({serving, ended}, return_when=asyncio.FIRST_COMPLETED)
     # The ingress closed the socket (after "stop", or because it died) or we got SIGTERM.
     await stop(settings.shutdown_timeout if terminated.is_set() else 0.0)
     ended.cancel()
     serving.cancel()
-    await asyncio.gather(serving, ended, return_exceptions=True)
+    stalls.cancel()
+    await asyncio.gather(serving, ended, stalls, return_exceptions=True)
     await sync.aclose()
     await store.close()
     log.info("worker_process.stopped")

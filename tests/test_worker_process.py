@@ -4,6 +4,7 @@ the ingress. Real child processes, a real SQLite file, the emulator over loopbac
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -210,3 +211,33 @@ def test_start_up_objects_are_frozen_out_of_the_collectors_sight() -> None:
         assert gc.get_freeze_count() >= before + len(built)
     finally:
         gc.unfreeze()
+
+
+async def test_a_stalled_worker_process_logs_how_long_its_loop_was_held(
+    tmp_path: Path, emulator: RunningEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """SIGSTOP of the worker process for 0.4 s, then SIGCONT: its loop-stall watcher logs a
+    ``loop.stalled`` warning of at least 0.3 s, tagged with the worker process. (Started here, not by
+    the fixture, so that its standard error is the one ``capfd`` reads.)"""
+    process = WorkerProcess(settings_for(tmp_path / "bridge.db", emulator), metrics=Metrics())
+    await process.start()
+    try:
+        pid = process.pid
+        assert pid is not None
+        await anyio.sleep(0.3)
+        capfd.readouterr()
+        os.kill(pid, signal.SIGSTOP)
+        await anyio.sleep(0.4)
+        os.kill(pid, signal.SIGCONT)
+        seen = ""
+        with anyio.move_on_after(10):
+            while '"loop.stalled"' not in seen:
+                await anyio.sleep(0.05)
+                seen += capfd.readouterr().err
+    finally:
+        await process.stop(grace=5)
+    lines = [json.loads(line) for line in seen.splitlines() if '"loop.stalled"' in line]
+    assert len(lines) >= 1
+    assert lines[0]["process"] == "worker"
+    assert lines[0]["level"] == "warning"
+    assert lines[0]["seconds"] >= 0.3

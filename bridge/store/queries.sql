@@ -231,11 +231,13 @@ DELETE FROM deliveries WHERE rowid IN (
 )
 
 -- prune_deliveries_batch@postgres --
--- Rows another replica's pruner is deleting are skipped, not waited for.
-DELETE FROM deliveries WHERE (hook_id, delivery_id) IN (
-    SELECT hook_id, delivery_id FROM deliveries WHERE received_at < :before
+-- Rows another replica's pruner is deleting are skipped, not waited for. By ctid, the rows the subquery
+-- locked: matched by key instead, the planner hashed the batch and scanned the whole table for it
+-- (18.7 ms for 500 of 100,000 rows, against 1.2 ms; EXPLAIN ANALYZE, twenty-second round).
+DELETE FROM deliveries WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM deliveries WHERE received_at < :before
     ORDER BY received_at LIMIT :limit FOR UPDATE SKIP LOCKED
-)
+))
 
 -- prune_jobs_batch@sqlite --
 -- The WHERE repeats jobs_prunable_updated_at's, so that the partial index serves it.
@@ -245,10 +247,11 @@ DELETE FROM jobs WHERE id IN (
 )
 
 -- prune_jobs_batch@postgres --
-DELETE FROM jobs WHERE id IN (
+-- As an array, so that each id is a primary-key lookup whatever the planner's estimates.
+DELETE FROM jobs WHERE id = ANY(ARRAY(
     SELECT id FROM jobs WHERE state IN ('done', 'superseded') AND updated_at < :before
     ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED
-)
+))
 
 -- prune_lanes@sqlite --
 -- Whether a lane has jobs is its job_count (SQLite migration 0005: there is no index of every job by

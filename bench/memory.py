@@ -43,8 +43,7 @@ from bench._common import (
     write_wrk_bodies,
 )
 from bench.ingress import wait_idle
-from bridge.core.jobs import DeliveryRecord, NewJob
-from bridge.store.base import JobUpdate
+from bench.prune import fill, prune_in_batches
 from bridge.store.sqlite import SqliteStore
 from bridge.worker import PRUNE_BATCH
 
@@ -128,49 +127,24 @@ async def part_retention(days: int, per_day: int, retention_days: float) -> list
         start = 1_700_000_000.0
         for day in range(days):
             now = start + day * DAY
-            accepts = []
-            for index in range(per_day):
-                sha = f"{day:08x}{index:032x}"
-                record = DeliveryRecord(
-                    "1", f"d{day}-{index}", "push", "acme/api", "refs/heads/main", sha, now
-                )
-                job = NewJob(
-                    lane=f"lane-{index % 50}", route="r", source_key="src", source_id=None,
-                    source_spec='{"database_name":"code"}', repository="acme/api", repository_id=1,
-                    branch="main", before="0" * 40, after=sha, pushed_at=None,
-                    collection=f"acme-api-main-{sha[:12]}", due_at=now,
-                )  # fmt: skip
-                accepts.append(store.accept(record, [job]))
-            await asyncio.gather(*accepts)
-            jobs = await store.list_jobs(limit=per_day * 2)
-            live = [j.id for j in jobs if j.state == "queued"]
-            for offset in range(0, len(live), 500):
-                updates = [JobUpdate(i, {"state": "superseded"}) for i in live[offset : offset + 500]]
-                await store.apply(updates, now=now + 60)
+            await fill(store, count=per_day, now=now, day=day, superseded_at=now + 60)
             cutoff = now + 120 - retention_days * DAY
-            # As the worker's pruner does: batches of PRUNE_BATCH, each its own transaction.
-            pruned, batches, longest = (0, 0), 0, 0.0
-            while True:
-                started = time.perf_counter()
-                batch = await store.prune(deliveries_before=cutoff, jobs_before=cutoff, limit=PRUNE_BATCH)
-                longest = max(longest, time.perf_counter() - started)
-                pruned, batches = (pruned[0] + batch[0], pruned[1] + batch[1]), batches + 1
-                if max(batch) < PRUNE_BATCH:
-                    break
+            pruned = await prune_in_batches(store, before=cutoff, limit=PRUNE_BATCH)  # as the worker does
             counts = rows(path)
             out.append(
                 {
                     "day": day + 1,
                     "db_mb": db_size_mb(path),
-                    "pruned": pruned,
-                    "prune_batch_max_s": longest,
+                    "pruned": pruned["deleted"],
+                    "prune_batch_max_s": pruned["longest_s"],
                     **counts,
                 }
             )
             print(
                 f"day {day + 1:>2}: {counts['deliveries']:>6} deliveries, {counts['jobs']:>6} jobs stored, "
-                f"file {out[-1]['db_mb']:.1f} MB (pruned {pruned[0]} deliveries, {pruned[1]} jobs"
-                f" in {batches} batches, the longest {1e3 * longest:.0f} ms)",
+                f"file {out[-1]['db_mb']:.1f} MB (pruned {pruned['deleted'][0]} deliveries,"
+                f" {pruned['deleted'][1]} jobs in {pruned['transactions']} batches,"
+                f" the longest {1e3 * pruned['longest_s']:.0f} ms)",
                 flush=True,
             )
     finally:

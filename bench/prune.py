@@ -20,8 +20,9 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -29,62 +30,68 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import BENCH, scratch_dir
 from bridge.core.jobs import DeliveryRecord, NewJob
-from bridge.store.base import JobUpdate
+from bridge.store.base import JobUpdate, Store
 from bridge.store.sqlite import SqliteStore
 from bridge.worker import PRUNE_BATCH
 
 NOW = 1_000_000.0
+T = TypeVar("T")
 
 
-async def fill(path: Path, rows: int) -> None:
+async def fill(
+    store: SqliteStore, *, count: int, now: float, day: int = 0, superseded_at: float | None = None
+) -> None:
+    """Accept ``count`` deliveries received at ``now``, one job each over 50 lanes, then mark the jobs
+    still queued superseded at ``superseded_at`` (``now``): rows the pruner may take once its cut
+    passes both (``bench/memory.py`` fills each simulated ``day`` this way too)."""
+    for start in range(0, count, 500):
+        accepts = []
+        for index in range(start, min(count, start + 500)):
+            sha = f"{day:08x}{index:032x}"
+            record = DeliveryRecord("1", f"d{day}-{index}", "push", "acme/api", "refs/heads/main", sha, now)
+            job = NewJob(
+                lane=f"lane-{index % 50}", route="r", source_key="src", source_id=None,
+                source_spec='{"database_name":"code"}', repository="acme/api", repository_id=1,
+                branch="main", before="0" * 40, after=sha, pushed_at=None,
+                collection=f"acme-api-main-{sha[:12]}", due_at=now,
+            )  # fmt: skip
+            accepts.append(store.accept(record, [job]))
+        await asyncio.gather(*accepts)
+    queued = [job.id for job in await store.list_jobs(limit=count * 2) if job.state == "queued"]
+    for offset in range(0, len(queued), 500):
+        updates = [JobUpdate(i, {"state": "superseded"}) for i in queued[offset : offset + 500]]
+        await store.apply(updates, now=now if superseded_at is None else superseded_at)
+
+
+async def prune_in_batches(store: Store, *, before: float, limit: int | None) -> dict[str, Any]:
+    """Prune what is older than ``before``: ``prune(limit=)`` until a call deletes fewer than
+    ``limit`` (``Worker.prune_once``, without its pauses), or one call (``limit`` None). The deleted
+    counts, the transactions, the seconds in all and the longest transaction's."""
+    deleted, transactions, longest = [0, 0], 0, 0.0
+    started = time.perf_counter()
+    while True:
+        begun = time.perf_counter()
+        batch = await store.prune(deliveries_before=before, jobs_before=before, limit=limit)
+        longest = max(longest, time.perf_counter() - begun)
+        deleted = [deleted[0] + batch[0], deleted[1] + batch[1]]
+        transactions += 1
+        if limit is None or max(batch) < limit:
+            break
+    return {
+        "limit": limit,
+        "deleted": deleted,
+        "transactions": transactions,
+        "seconds": time.perf_counter() - started,
+        "longest_s": longest,
+    }
+
+
+async def on_store(path: Path, work: Callable[[SqliteStore], Awaitable[T]]) -> T:
+    """``work`` on the worker process's store of the file at ``path``, opened and closed around it."""
     store = SqliteStore(path, on_loop=True)
     await store.open()
     try:
-        for start in range(0, rows, 500):
-            accepts = []
-            for i in range(start, min(rows, start + 500)):
-                sha = f"{i:040x}"
-                record = DeliveryRecord(
-                    hook_id="1", delivery_id=f"d-{i}", event="push", repository="acme/api",
-                    ref="refs/heads/main", after=sha, received_at=NOW,
-                )  # fmt: skip
-                job = NewJob(
-                    lane=f"lane-{i % 50}", route="r", source_key="src", source_id=None,
-                    source_spec='{"database_name":"code"}', repository="acme/api", repository_id=1,
-                    branch="main", before="0" * 40, after=sha, pushed_at=None,
-                    collection=f"acme-api-main-{sha[:12]}", due_at=NOW,
-                )  # fmt: skip
-                accepts.append(store.accept(record, [job]))
-            await asyncio.gather(*accepts)
-        queued = [job.id for job in await store.list_jobs(limit=rows * 2) if job.state == "queued"]
-        for offset in range(0, len(queued), 500):
-            updates = [JobUpdate(i, {"state": "superseded"}) for i in queued[offset : offset + 500]]
-            await store.apply(updates, now=NOW)
-    finally:
-        await store.close()
-
-
-async def prune(path: Path, limit: int | None) -> dict[str, Any]:
-    store = SqliteStore(path, on_loop=True)
-    await store.open()
-    try:
-        deleted, transactions, longest = [0, 0], 0, 0.0
-        started = time.perf_counter()
-        while True:
-            before = time.perf_counter()
-            batch = await store.prune(deliveries_before=NOW + 1, jobs_before=NOW + 1, limit=limit)
-            longest = max(longest, time.perf_counter() - before)
-            deleted = [deleted[0] + batch[0], deleted[1] + batch[1]]
-            transactions += 1
-            if limit is None or max(batch) < limit:
-                break
-        return {
-            "limit": limit,
-            "deleted": deleted,
-            "transactions": transactions,
-            "seconds": time.perf_counter() - started,
-            "longest_s": longest,
-        }
+        return await work(store)
     finally:
         await store.close()
 
@@ -92,12 +99,16 @@ async def prune(path: Path, limit: int | None) -> dict[str, Any]:
 async def run(rows: int, batch: int) -> list[dict[str, Any]]:
     folder = scratch_dir("prune-")
     filled = folder / "filled.db"
-    await fill(filled, rows)
+    await on_store(filled, lambda store: fill(store, count=rows, now=NOW))
     results = []
     for limit in (None, batch):
         copy = folder / f"prune-{limit}.db"
         shutil.copyfile(filled, copy)
-        results.append(await prune(copy, limit))
+        results.append(
+            await on_store(
+                copy, lambda store, limit=limit: prune_in_batches(store, before=NOW + 1, limit=limit)
+            )
+        )
     shutil.rmtree(folder, ignore_errors=True)
     return results
 

@@ -82,10 +82,10 @@ class Service:
     worker: Worker | None = None
     worker_process: WorkerProcess | None = None
     started: bool = False
+    _stalls: asyncio.Task[None] | None = field(default=None, init=False, repr=False)  # while started
 
     def __post_init__(self) -> None:
         self.secrets = self.settings.webhook_secrets
-        self._stalls: asyncio.Task[None] | None = None  # the loop-stall watcher, while started
         if self.settings.worker == "inline" and self.worker is None:
             if self.sync is None or isinstance(self.store, RemoteStore):
                 raise ValueError("an inline worker needs a Sync client and the store itself")

@@ -258,53 +258,43 @@ async def test_observers_are_told_each_commit_and_each_fsync(db_path: Path, fsyn
 
 @pytest.mark.parametrize("slow", [0.1, 10.0])
 async def test_a_slow_fsync_is_logged(
-    db_path: Path, fsync: GatedSync, monkeypatch: pytest.MonkeyPatch, slow: float
+    store: SqliteStore, fsync: GatedSync, monkeypatch: pytest.MonkeyPatch, slow: float
 ) -> None:
     """An fsync held 0.15 s writes one ``store.slow_fsync`` warning with its duration when the threshold
     is 0.1 s, and none when it is 10 s; the accept is answered either way."""
     monkeypatch.setattr(sqlite_module, "SLOW_SECONDS", slow)
-    store = SqliteStore(db_path, on_loop=True)
-    await store.open()
-    try:
-        with capture_logs() as logs:
-            fsync.gate.clear()
-            accepted = asyncio.ensure_future(store.accept(delivery("d-1"), [new_job()]))
-            await fsync.wait_entered()
-            await asyncio.sleep(0.15)
-            fsync.gate.set()
-            assert await accepted
-        slow_lines = [line for line in logs if line["event"] == "store.slow_fsync"]
-        if slow < 1:
-            assert len(slow_lines) >= 1
-            assert slow_lines[0]["log_level"] == "warning"
-            assert slow_lines[0]["seconds"] >= 0.15
-        else:
-            assert slow_lines == []
-    finally:
-        await store.close()
+    with capture_logs() as logs:
+        fsync.gate.clear()
+        accepted = asyncio.ensure_future(store.accept(delivery("d-1"), [new_job()]))
+        await fsync.wait_entered()
+        await asyncio.sleep(0.15)
+        fsync.gate.set()
+        assert await accepted
+    slow_lines = [line for line in logs if line["event"] == "store.slow_fsync"]
+    if slow < 1:
+        assert len(slow_lines) >= 1
+        assert slow_lines[0]["log_level"] == "warning"
+        assert slow_lines[0]["seconds"] >= 0.15
+    else:
+        assert slow_lines == []
 
 
 @pytest.mark.parametrize("slow", [0.0, 10.0])
 async def test_a_slow_commit_is_logged_with_its_requests(
-    db_path: Path, fsync: GatedSync, monkeypatch: pytest.MonkeyPatch, slow: float
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch, slow: float
 ) -> None:
     """A group commit at or over the threshold writes ``store.slow_commit`` with how many requests it
     held (threshold 0: every commit); under it, nothing."""
     monkeypatch.setattr(sqlite_module, "SLOW_SECONDS", slow)
-    store = SqliteStore(db_path, on_loop=True)
-    await store.open()
-    try:
-        with capture_logs() as logs:
-            results = await asyncio.gather(*(store.accept(delivery(f"d-{i}"), [new_job()]) for i in range(3)))
-        assert all(results)
-        slow_lines = [line for line in logs if line["event"] == "store.slow_commit"]
-        if slow == 0:
-            assert sum(line["requests"] for line in slow_lines) == 3
-            assert all(line["seconds"] >= 0 for line in slow_lines)
-        else:
-            assert slow_lines == []
-    finally:
-        await store.close()
+    with capture_logs() as logs:
+        results = await asyncio.gather(*(store.accept(delivery(f"d-{i}"), [new_job()]) for i in range(3)))
+    assert all(results)
+    slow_lines = [line for line in logs if line["event"] == "store.slow_commit"]
+    if slow == 0:
+        assert sum(line["requests"] for line in slow_lines) == 3
+        assert all(line["seconds"] >= 0 for line in slow_lines)
+    else:
+        assert slow_lines == []
 
 
 async def test_an_observer_that_fails_changes_nothing(db_path: Path, fsync: GatedSync) -> None:

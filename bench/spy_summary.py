@@ -2,9 +2,14 @@
 
     .venv/bin/python bench/spy_summary.py PROFILE.txt [--top 40]
 
-Prints, per thread, the share of samples whose stack contains each function ("inclusive"), and the
-share in which it is the innermost frame ("self"), so one can see both what a request costs end to
-end (Litestar routing, the handler, logging, metrics) and where the time finally goes.
+Prints, per thread of each process (with ``--profile-children`` a child's stacks start with its
+parent's frame, so the innermost ``process`` frame names the process), the share of samples whose stack
+contains each function ("inclusive"), and the share in which it is the innermost frame ("self"), so one
+can see both what a request costs end to end (Litestar routing, the handler, logging, metrics) and where
+the time finally goes.
+
+py-spy counts some waiting threads as active: the worker process's ``uvloop_0`` (uvloop's executor, idle
+in ``SimpleQueue.get``) shows samples but uses no CPU (``bench/HISTORY.md``, twenty-third round).
 """
 
 from __future__ import annotations
@@ -29,6 +34,17 @@ def short(frame: str) -> str:
     return f"{match['func']} ({path})"
 
 
+def where(frames: list[str]) -> tuple[str, list[str]]:
+    """The stack's process and thread (as one name), and the frames below them."""
+    heads = [i for i, frame in enumerate(frames) if frame.startswith(("process ", "thread ("))]
+    if not heads:
+        return frames[0], frames[1:]
+    last = heads[-1]
+    processes = [frames[i] for i in heads if frames[i].startswith("process ")]
+    threads = [frames[i] for i in heads if frames[i].startswith("thread (")]
+    return " / ".join([*processes[-1:], *threads[-1:]]), frames[last + 1 :]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("profile", type=Path)
@@ -44,10 +60,10 @@ def main() -> None:
             continue
         count = int(count_text)
         frames = stack.split(";")
-        thread = frames[0]
+        thread, body = where(frames)
         if args.thread and args.thread not in thread:
             continue
-        names = [short(f) for f in frames[1:]]
+        names = [short(f) for f in body]
         totals[thread] += count
         for name in set(names):
             inclusive[thread][name] += count

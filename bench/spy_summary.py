@@ -19,6 +19,7 @@ import collections
 import re
 from pathlib import Path
 
+_HEAD = re.compile(r"process \d+:|thread \(\d+\)")
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:]*)(?::\d+)?\)$")
 
 
@@ -35,14 +36,20 @@ def short(frame: str) -> str:
 
 
 def where(frames: list[str]) -> tuple[str, list[str]]:
-    """The stack's process and thread (as one name), and the frames below them."""
-    heads = [i for i, frame in enumerate(frames) if frame.startswith(("process ", "thread ("))]
+    """The stack's process and thread (as one name), and the frames below them.
+
+    py-spy's own frames lead a stack (``process PID:"cmd"``, one per generation, then ``thread (TID)``);
+    only that leading run counts, so a function named ``process`` further down is a function.
+    """
+    heads = 0
+    while heads < len(frames) and _HEAD.match(frames[heads]):
+        heads += 1
     if not heads:
         return frames[0], frames[1:]
-    last = heads[-1]
-    processes = [frames[i] for i in heads if frames[i].startswith("process ")]
-    threads = [frames[i] for i in heads if frames[i].startswith("thread (")]
-    return " / ".join([*processes[-1:], *threads[-1:]]), frames[last + 1 :]
+    lead = frames[:heads]
+    processes = [frame for frame in lead if frame.startswith("process ")]
+    threads = [frame for frame in lead if frame.startswith("thread ")]
+    return " / ".join([*processes[-1:], *threads[-1:]]), frames[heads:]
 
 
 def main() -> None:

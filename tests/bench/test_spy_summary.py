@@ -38,6 +38,12 @@ def test_the_parents_own_stack_and_a_stack_without_heads(spy_summary: ModuleType
     assert spy_summary.where(["MainThread", "f (a.py:1)"]) == ("MainThread", ["f (a.py:1)"])
 
 
+def test_a_function_named_process_is_a_frame(spy_summary: ModuleType) -> None:
+    frames = [PARENT, "thread (10): MainThread", "process (bridge/x.py:4)", "thread (bridge/y.py:5)"]
+
+    assert spy_summary.where(frames) == (f"{PARENT} / thread (10): MainThread", frames[2:])
+
+
 def test_shares_are_of_each_process(
     spy_summary: ModuleType,
     tmp_path: Path,

@@ -56,7 +56,7 @@ def taskset(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus and shutil.which("taskset") else []
 
 
-def _own_rss_mb(pid: int) -> float:
+def own_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -65,7 +65,7 @@ def _own_rss_mb(pid: int) -> float:
 
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its child processes (the bridge's worker process), in MB."""
-    return _own_rss_mb(pid) + sum(rss_mb(child) for child in child_pids(pid))
+    return own_rss_mb(pid) + sum(rss_mb(child) for child in child_pids(pid))
 
 
 def cpu_seconds(pid: int) -> float:

@@ -63,6 +63,7 @@ from bench._common import (
     machine_busy,
     machine_ticks,
     median,
+    own_rss_mb,
     push_bodies,
     routes_yaml,
     rss_mb,
@@ -439,6 +440,8 @@ def main() -> None:
         counts = store_counts(bridge_dir / "bridge.db")
         sync_counters = emulator.counters()
         rss = {name: rss_mb(proc.pid) for name, proc in servers.items()}
+        # Each server's own process, and its worker process where it has one (the bridges).
+        rss_own = {name: own_rss_mb(proc.pid) for name, proc in servers.items()}
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -488,7 +491,14 @@ def main() -> None:
             f" {statistics.median(open_cpu[name]):.0f} us CPU/req, the generator sent p99"
             f" {summary['send_lag_p99_ms']:.2f} ms late, errors {summary['errors']:.0f}"
         )
-    print(f"RSS after the run (MB): {', '.join(f'{k} {v:.0f}' for k, v in rss.items())}")
+    print(
+        "RSS after the run (MB): "
+        + ", ".join(
+            f"{k} {v:.0f}"
+            + (f" (ingress {rss_own[k]:.0f}, worker {v - rss_own[k]:.0f})" if v > rss_own[k] else "")
+            for k, v in rss.items()
+        )
+    )
     print(f"store after the run: {counts}")
     print(f"Sync calls during the run: {sync_counters}")
     report: dict[str, Any] = {
@@ -503,6 +513,7 @@ def main() -> None:
         "open_loop_runs": {name: [asdict(r) for r in rs] for name, rs in open_results.items()},
         "startup": startup_calls,
         "rss_mb": rss,
+        "rss_own_mb": rss_own,
         "store": counts,
         "sync_calls": sync_counters,
         "store_per_run": {"wrk": store_runs, "open_loop": store_open},

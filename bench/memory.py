@@ -1,12 +1,14 @@
 """Memory and store size: the bridge's RSS over 100,000 deliveries, and retention bounding the store.
 
-    .venv/bin/python bench/memory.py [--deliveries 100000] [--days 14] [--per-day 5000]
+    .venv/bin/python bench/memory.py [--deliveries 100000] [--days 14] [--per-day 5000] [--routes-scale 10000]
 
 Part 1 (real processes): ``bridge emulator`` and ``bridge serve`` (SQLite on the project's disk,
 worker running, production defaults), then wrk (``bench/wrk_push.lua``, 32 connections) sends
 distinct signed ~7 KB pushes over 50 repositories, in wrk runs of ``--chunk-seconds``, until at least
 ``--deliveries`` are stored. After each run, once the bridge is idle: its resident memory (``VmRSS``
-of ``/proc/PID/status``), the database file size (main file + WAL) and the rows stored.
+of ``/proc/PID/status``; the ingress and the worker process, and their sum), the database file size
+(main file + WAL) and the rows stored. ``--routes-scale N`` gives the bridge ``N`` more routes, none
+matching the pushes (``bench/ingress.py``'s mix): target 5 at target 6's scale.
 
 Part 2 (the store, in-process, simulated clock): ``--days`` days of ``--per-day`` deliveries, one job
 each, the jobs finished (superseded) the same day, then the pruner's call with the default retention
@@ -32,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     BENCH,
     bridge_env,
+    child_pids,
     machine,
+    own_rss_mb,
     push_bodies,
     routes_yaml,
     rss_mb,
@@ -42,7 +46,7 @@ from bench._common import (
     start_emulator,
     write_wrk_bodies,
 )
-from bench.ingress import wait_idle
+from bench.ingress import extra_routes, wait_idle
 from bench.prune import fill, prune_in_batches
 from bridge.store.sqlite import SqliteStore
 from bridge.worker import PRUNE_BATCH
@@ -70,7 +74,23 @@ def rows(path: Path) -> dict[str, int]:
         connection.close()
 
 
-def part_rss(deliveries: int, chunk_seconds: float) -> list[dict[str, Any]]:
+def rss_split(pid: int) -> dict[str, float]:
+    """The bridge's resident memory: its ingress process, its worker process(es), and the sum."""
+    return {
+        "rss_mb": rss_mb(pid),
+        "ingress_mb": own_rss_mb(pid),
+        "worker_mb": sum(rss_mb(child) for child in child_pids(pid)),
+    }
+
+
+def describe(sample: dict[str, Any]) -> str:
+    return (
+        f"RSS {sample['rss_mb']:.1f} MB (ingress {sample['ingress_mb']:.1f},"
+        f" worker process {sample['worker_mb']:.1f})"
+    )
+
+
+def part_rss(deliveries: int, chunk_seconds: float, routes_scale: int) -> list[dict[str, Any]]:
     folder = scratch_dir("memory-")
     emulator = start_emulator(folder)
     samples: list[dict[str, Any]] = []
@@ -78,16 +98,17 @@ def part_rss(deliveries: int, chunk_seconds: float) -> list[dict[str, Any]]:
     try:
         repositories = [f"acme/mem-{k}" for k in range(50)]
         sources = [emulator.add_source(r) for r in repositories]
-        env = bridge_env(
-            folder, sync_url=emulator.url, routes=routes_yaml(sources, repositories=repositories)
-        )
+        routes = routes_yaml(sources, repositories=repositories)
+        if routes_scale:
+            routes += extra_routes(routes_scale)
+        env = bridge_env(folder, sync_url=emulator.url, routes=routes)
         bridge = start_bridge(folder, env)
         bodies_file = folder / "bodies.bin"
         write_wrk_bodies(bodies_file, push_bodies(8192, repositories=repositories))
         db = folder / "bridge.db"
         wait_idle([bridge, emulator.proc])
-        samples.append({"deliveries": 0, "rss_mb": rss_mb(bridge.pid), "db_mb": db_size_mb(db), **rows(db)})
-        print(f"start: RSS {samples[-1]['rss_mb']:.1f} MB", flush=True)
+        samples.append({"deliveries": 0, **rss_split(bridge.pid), "db_mb": db_size_mb(db), **rows(db)})
+        print(f"start ({50 + routes_scale} routes): {describe(samples[-1])}", flush=True)
         chunk = 0
         while samples[-1]["deliveries"] < deliveries:
             chunk += 1
@@ -99,14 +120,14 @@ def part_rss(deliveries: int, chunk_seconds: float) -> list[dict[str, Any]]:
             samples.append(
                 {
                     "deliveries": counts["deliveries"],
-                    "rss_mb": rss_mb(bridge.pid),
+                    **rss_split(bridge.pid),
                     "db_mb": db_size_mb(db),
                     "rps": result.rps,
                     **counts,
                 }
             )
             print(
-                f"after {counts['deliveries']:>6} deliveries: RSS {samples[-1]['rss_mb']:.1f} MB, "
+                f"after {counts['deliveries']:>6} deliveries: {describe(samples[-1])}, "
                 f"store {samples[-1]['db_mb']:.1f} MB, rows {counts}, {result.rps:.0f} req/s",
                 flush=True,
             )
@@ -159,10 +180,13 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--per-day", type=int, default=5000)
     parser.add_argument("--retention-days", type=float, default=7.0)
+    parser.add_argument(
+        "--routes-scale", type=int, default=0, help="this many more routes (bench/ingress.py's)"
+    )
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "memory-latest.json")
     args = parser.parse_args()
-    rss = [] if args.skip_rss else part_rss(args.deliveries, args.chunk_seconds)
+    rss = [] if args.skip_rss else part_rss(args.deliveries, args.chunk_seconds, args.routes_scale)
     retention = asyncio.run(part_retention(args.days, args.per_day, args.retention_days))
     growth = None
     if len(rss) >= 2 and rss[-1]["deliveries"] > rss[0]["deliveries"]:
@@ -173,7 +197,14 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
-            {"machine": machine(), "rss": rss, "kb_per_delivery": growth, "retention": retention}, indent=2
+            {
+                "machine": machine(),
+                "routes_scale": args.routes_scale,
+                "rss": rss,
+                "kb_per_delivery": growth,
+                "retention": retention,
+            },
+            indent=2,
         )
     )
 

@@ -56,16 +56,22 @@ def taskset(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus] if cpus and shutil.which("taskset") else []
 
 
-def own_rss_mb(pid: int) -> float:
+def _own_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def rss_parts_mb(pid: int) -> tuple[float, float]:
+    """Resident memory of a process itself (the bridge's ingress) and of its child processes (the
+    bridge's worker process), in MB, read once."""
+    return _own_rss_mb(pid), sum(rss_mb(child) for child in child_pids(pid))
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its child processes (the bridge's worker process), in MB."""
-    return own_rss_mb(pid) + sum(rss_mb(child) for child in child_pids(pid))
+    return sum(rss_parts_mb(pid))
 
 
 def cpu_seconds(pid: int) -> float:

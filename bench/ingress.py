@@ -63,10 +63,10 @@ from bench._common import (
     machine_busy,
     machine_ticks,
     median,
-    own_rss_mb,
     push_bodies,
     routes_yaml,
     rss_mb,
+    rss_parts_mb,
     run_wrk,
     sched_delta,
     scratch_dir,
@@ -439,9 +439,9 @@ def main() -> None:
         wait_idle(procs)
         counts = store_counts(bridge_dir / "bridge.db")
         sync_counters = emulator.counters()
-        rss = {name: rss_mb(proc.pid) for name, proc in servers.items()}
         # Each server's own process, and its worker process where it has one (the bridges).
-        rss_own = {name: own_rss_mb(proc.pid) for name, proc in servers.items()}
+        rss_parts = {name: rss_parts_mb(proc.pid) for name, proc in servers.items()}
+        rss = {name: own + children for name, (own, children) in rss_parts.items()}
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -494,9 +494,8 @@ def main() -> None:
     print(
         "RSS after the run (MB): "
         + ", ".join(
-            f"{k} {v:.0f}"
-            + (f" (ingress {rss_own[k]:.0f}, worker {v - rss_own[k]:.0f})" if v > rss_own[k] else "")
-            for k, v in rss.items()
+            f"{k} {own + children:.0f}" + (f" (ingress {own:.0f}, worker {children:.0f})" if children else "")
+            for k, (own, children) in rss_parts.items()
         )
     )
     print(f"store after the run: {counts}")
@@ -513,7 +512,7 @@ def main() -> None:
         "open_loop_runs": {name: [asdict(r) for r in rs] for name, rs in open_results.items()},
         "startup": startup_calls,
         "rss_mb": rss,
-        "rss_own_mb": rss_own,
+        "rss_parts_mb": rss_parts,
         "store": counts,
         "sync_calls": sync_counters,
         "store_per_run": {"wrk": store_runs, "open_loop": store_open},

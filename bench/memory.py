@@ -34,12 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     BENCH,
     bridge_env,
-    child_pids,
     machine,
-    own_rss_mb,
     push_bodies,
     routes_yaml,
-    rss_mb,
+    rss_parts_mb,
     run_wrk,
     scratch_dir,
     start_bridge,
@@ -75,12 +73,9 @@ def rows(path: Path) -> dict[str, int]:
 
 
 def rss_split(pid: int) -> dict[str, float]:
-    """The bridge's resident memory: its ingress process, its worker process(es), and the sum."""
-    return {
-        "rss_mb": rss_mb(pid),
-        "ingress_mb": own_rss_mb(pid),
-        "worker_mb": sum(rss_mb(child) for child in child_pids(pid)),
-    }
+    """The bridge's resident memory: its ingress process, its worker process, and the sum."""
+    ingress, worker = rss_parts_mb(pid)
+    return {"rss_mb": ingress + worker, "ingress_mb": ingress, "worker_mb": worker}
 
 
 def describe(sample: dict[str, Any]) -> str:
@@ -108,7 +103,7 @@ def part_rss(deliveries: int, chunk_seconds: float, routes_scale: int) -> list[d
         db = folder / "bridge.db"
         wait_idle([bridge, emulator.proc])
         samples.append({"deliveries": 0, **rss_split(bridge.pid), "db_mb": db_size_mb(db), **rows(db)})
-        print(f"start ({50 + routes_scale} routes): {describe(samples[-1])}", flush=True)
+        print(f"start ({len(repositories) + routes_scale} routes): {describe(samples[-1])}", flush=True)
         chunk = 0
         while samples[-1]["deliveries"] < deliveries:
             chunk += 1

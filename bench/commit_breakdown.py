@@ -16,7 +16,9 @@ sixteenth round) puts each on a page of its own: 13 of 36-38 pages a commit wrot
 writes 15.6 pages: the (lane, id) index, 12.7 of the 27.5, is gone. Each statement's time
 is taken around ``cursor.execute`` by a proxy of the store's connection; the rest of a commit's time
 (from ``BEGIN`` to the end of ``COMMIT``, the store's own ``on_commit``) is Python. ``--drop-index``
-drops an index after the migrations, to price what it costs (an experiment, never a setting). Then
+drops an index after the migrations, to price what it costs (an experiment, never a setting);
+``--drop-index trigger:NAME`` drops a trigger instead (``jobs_chain``, ``jobs_lane_exists``: what
+each job row's insert runs besides itself; the chain they keep is then wrong, the timing is not). Then
 (``--frames``, 200 by default) the pages the next commits write to the WAL, by table and index: a
 count, not a time, so it is the same on a busy VM as on a quiet one.
 """
@@ -85,7 +87,8 @@ async def measure(commits: int, batch: int, drop: list[str], directory: str, ids
     connection = store._connection
     assert connection is not None
     for index in drop:
-        connection.execute(f"DROP INDEX {index}")
+        kind = "TRIGGER" if index.startswith("trigger:") else "INDEX"
+        connection.execute(f"DROP {kind} {index.removeprefix('trigger:')}")
     totals: Totals = collections.defaultdict(lambda: [0, 0.0])
     store._connection = TimedConnection(connection, totals)  # type: ignore[assignment]
     pushes = 0
@@ -143,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commits", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=10)
-    parser.add_argument("--drop-index", action="append", default=[])
+    parser.add_argument("--drop-index", action="append", default=[], help="an index, or trigger:NAME")
     parser.add_argument("--ids", choices=("github", "random"), default="github", help="uuid1 or uuid4")
     parser.add_argument("--frames", type=int, default=200, help="commits whose pages are counted")
     args = parser.parse_args()

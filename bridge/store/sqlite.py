@@ -119,7 +119,7 @@ SyncObserver = Callable[[float], None]
 
 SLOW_SECONDS: Final = 0.1  # a commit or fsync this long is logged (see the module's docstring)
 _STOP: Final = object()
-_BULK_MAX: Final = 256  # rows per multi-row statement (jobs: 15 parameters a row, far below SQLite's 32766)
+_BULK_MAX: Final = 32  # rows per multi-row statement: bounds the shapes the statement cache keeps (_sizes)
 _STATEMENT_CACHE: Final = 512  # prepared statements per connection (sqlite3's default: 128)
 
 _DELIVERY_COLUMNS: Final = "hook_id, delivery_id, event, repository, ref, after, received_at"
@@ -159,7 +159,14 @@ def _sizes(count: int) -> list[int]:
     to ``_BULK_MAX`` rows. Until the fifteenth round the chunks were powers of two (10 rows went as 8
     and 2), so that the statements came in few shapes; one statement per kind instead of two or three
     made a commit of 10 accepts 3-7 % shorter (``bench/commit_breakdown.py``), and the connection's
-    statement cache (``_STATEMENT_CACHE``) keeps the shapes a busy worker sees."""
+    statement cache (``_STATEMENT_CACHE``) keeps the shapes a busy worker sees.
+
+    Why 32 rows and not more: each shape is prepared once and stays in that cache, and a prepared
+    statement grows with its rows. With 256-row chunks a worker that had met every batch size up to
+    ``max_batch`` (bursts, backlogs) kept 817 shapes and ~90 MB more than at start, and its cache of 512
+    re-prepared them; with 32, 128 shapes and +7.5 MB, at 60 against 64-66 us per accept
+    (``bench/statement_cache.py``, twenty-fifth round). Batches of up to 32 accepts, all of a load of 32
+    connections, still go as one statement per kind."""
     sizes = [_BULK_MAX] * (count // _BULK_MAX)
     if count % _BULK_MAX:
         sizes.append(count % _BULK_MAX)

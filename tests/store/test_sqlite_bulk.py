@@ -10,7 +10,7 @@ import pytest
 
 from bridge.core.jobs import DeliveryRecord, NewJob
 from bridge.store.base import Accepted
-from bridge.store.sqlite import SqliteStore, _sizes
+from bridge.store.sqlite import _BULK_MAX, SqliteStore, _sizes
 from tests.store.builders import SHA_C, delivery, new_job
 from tests.store.test_sqlite import block_writer, db_path, store
 
@@ -40,10 +40,25 @@ def rows(db_path: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 @pytest.mark.parametrize(
-    ("count", "sizes"), [(0, []), (1, [1]), (25, [25]), (256, [256]), (600, [256, 256, 88])]
+    ("count", "sizes"), [(0, []), (1, [1]), (25, [25]), (32, [32]), (33, [32, 1]), (100, [32, 32, 32, 4])]
 )
 def test_rows_go_in_one_statement_up_to_the_bulk_limit(count: int, sizes: list[int]) -> None:
     assert _sizes(count) == sizes
+
+
+async def test_statement_shapes_stay_few_whatever_the_batch_sizes(store: SqliteStore) -> None:
+    """Each multi-row statement text is prepared once and kept by the connection's statement cache, and
+    a prepared statement grows with its rows: batches of every size from 1 to 80 must not leave a shape
+    per size (``bench/statement_cache.py``: 90 MB after every size up to 512, with 256-row chunks)."""
+    start = 0
+    for size in range(1, 81):
+        items = [(delivery(f"d-{start + i}"), [new_job(f"lane-{i % 3}")]) for i in range(size)]
+        start += size
+        assert await accept_in_one_batch(store, items) == [Accepted()] * size
+    shapes: dict[str, set[int]] = {}
+    for kind, rows_in_statement in store._sql:
+        shapes.setdefault(kind, set()).add(rows_in_statement)
+    assert shapes["jobs"] == shapes["deliveries"] == shapes["existing"] == set(range(1, _BULK_MAX + 1))
 
 
 async def test_bulk_accept_equals_one_by_one(
@@ -162,7 +177,7 @@ async def test_failing_accept_in_a_bulk_fails_alone(store: SqliteStore, db_path:
 
 
 async def test_large_batches_split_into_chunks(store: SqliteStore, db_path: Path) -> None:
-    """More accepts than one statement holds (600 > 256 rows) are all stored, in arrival order."""
+    """More accepts than one statement holds (600 > 32 rows) are all stored, in arrival order."""
     items = [(delivery(f"d-{i}"), [new_job(f"lane-{i % 7}", due_at=float(1000 - i))]) for i in range(600)]
     results = await accept_in_one_batch(store, items)
     assert results == [Accepted()] * 600

@@ -165,8 +165,8 @@ def _sizes(count: int) -> list[int]:
     statement grows with its rows. With 256-row chunks a worker that had met every batch size up to
     ``max_batch`` (bursts, backlogs) kept 817 shapes and ~90 MB more than at start, and its cache of 512
     re-prepared them; with 32, 128 shapes and +7.5 MB, at 60 against 64-66 us per accept
-    (``bench/statement_cache.py``, twenty-fifth round). Batches of up to 32 accepts, all of a load of 32
-    connections, still go as one statement per kind."""
+    (``bench/statement_cache.py``, twenty-fifth round). Batches of up to 32 accepts, every batch of a load
+    over 32 connections, still go as one statement per kind."""
     sizes = [_BULK_MAX] * (count // _BULK_MAX)
     if count % _BULK_MAX:
         sizes.append(count % _BULK_MAX)

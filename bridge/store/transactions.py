@@ -349,10 +349,8 @@ def requeue(tx: Tx, job_ids: Collection[int], *, now: float) -> int:
 
 
 def counts(tx: Tx) -> dict[str, int]:
-    result = {state.value: 0 for state in JobState}
-    for row in tx.rows("count_jobs"):
-        result[row["state"]] = int(row["n"])
-    return result
+    (row,) = tx.rows("count_jobs")  # one column per state
+    return {state.value: int(row[state.value]) for state in JobState}
 
 
 def get_source(tx: Tx, key: str) -> str | None:

@@ -327,3 +327,44 @@ async def test_migration_0005_chains_the_jobs_already_stored(
         assert newest.after == "e" * 40
     finally:
         await store.close()
+
+
+async def test_counts_answer_while_the_writer_is_busy(store: SqliteStore) -> None:
+    """The count reads every job: it runs on a connection of its own, not queued behind the writer's
+    batch (nor holding the next one back; on the worker's loop it stalled every accept)."""
+    assert await store.accept(delivery("d-1"), [new_job("lane-a")])
+    release, busy = await block_writer(store)
+    try:
+        counts = await asyncio.wait_for(store.counts(), timeout=5)
+    finally:
+        release.set()
+        await busy
+    assert counts == {state.value: 0 for state in JobState} | {"queued": 1}
+
+
+async def test_counts_of_the_worker_process_store_leave_its_loop(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``on_loop``: the count is not one of the loop's group-committed requests."""
+    store = SqliteStore(db_path, on_loop=True)
+    await store.open()
+    try:
+        assert await store.accept(delivery("d-1"), [new_job("lane-a")])
+
+        def no_request(*_: object, **__: object) -> None:
+            raise AssertionError("counts went through the loop's writer")
+
+        monkeypatch.setattr(store, "_enqueue", no_request)
+        assert (await store.counts())["queued"] == 1
+    finally:
+        monkeypatch.undo()
+        await store.close()
+
+
+async def test_count_query_sorts_nothing(store: SqliteStore, db_path: Path) -> None:
+    """One pass, no temporary b-tree: a GROUP BY state sorted every job's state in memory."""
+    with sqlite3.connect(db_path) as connection:
+        plan = connection.execute(
+            "EXPLAIN QUERY PLAN " + queries.load_queries("sqlite")["count_jobs"]
+        ).fetchall()
+    assert [row[3] for row in plan] == ["SCAN jobs"]

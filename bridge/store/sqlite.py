@@ -349,7 +349,7 @@ class SqliteStore(SqlStore):
                 connection.execute("ROLLBACK")
             raise
 
-    # --- the writer thread --------------------------------------------------------------------
+    # --- reads apart from the writer ----------------------------------------------------------
 
     async def counts(self) -> Mapping[str, int]:
         """Jobs per state. On a database file, read on a connection of its own in a thread, not by the
@@ -372,6 +372,8 @@ class SqliteStore(SqlStore):
             return t.counts(Tx(connection.cursor(), self._queries))
         finally:
             connection.close()
+
+    # --- the writer thread --------------------------------------------------------------------
 
     async def accept(self, delivery: DeliveryRecord, jobs: Sequence[NewJob]) -> Accepted | None:
         return await self._enqueue(*_accept_body(delivery, jobs))

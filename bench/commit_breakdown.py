@@ -30,7 +30,6 @@ import asyncio
 import collections
 import sqlite3
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -38,7 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from store_accept import delivery  # the benchmark next door
+from _common import scratch  # the benchmark helpers next door
+from store_accept import delivery
 
 from bridge.store.sqlite import SqliteStore
 
@@ -77,9 +77,9 @@ class TimedConnection:
         return getattr(self._connection, name)
 
 
-async def measure(commits: int, batch: int, drop: list[str], directory: str, ids: str, frames: int) -> None:
+async def measure(commits: int, batch: int, drop: list[str], directory: Path, ids: str, frames: int) -> None:
     new_id = uuid.uuid4 if ids == "random" else uuid.uuid1
-    path = Path(directory) / "bridge.db"
+    path = directory / "bridge.db"
     store = SqliteStore(path, on_loop=True)
     durations: list[float] = []
     store.on_commit = lambda seconds, requests: durations.append(seconds)
@@ -150,9 +150,7 @@ def main() -> None:
     parser.add_argument("--ids", choices=("github", "random"), default="github", help="uuid1 or uuid4")
     parser.add_argument("--frames", type=int, default=200, help="commits whose pages are counted")
     args = parser.parse_args()
-    results = Path(__file__).resolve().parent / "results"
-    results.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=results, prefix="commit-") as directory:
+    with scratch("commit-") as directory:
         asyncio.run(measure(args.commits, args.batch, args.drop_index, directory, args.ids, args.frames))
 
 

@@ -23,14 +23,13 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import rss_mb  # the benchmark helpers next door
+from _common import rss_mb, scratch  # the benchmark helpers next door
 from store_accept import delivery
 
 from bridge.store.sqlite import SqliteStore
@@ -69,8 +68,8 @@ async def longest_stall(count: Callable[[], Awaitable[object]]) -> tuple[float, 
     return elapsed, longest
 
 
-async def measure(directory: str, jobs: int, rounds: int) -> None:
-    store = SqliteStore(Path(directory) / "bridge.db", on_loop=True)
+async def measure(directory: Path, jobs: int, rounds: int) -> None:
+    store = SqliteStore(directory / "bridge.db", on_loop=True)
     await store.open()
     started = time.perf_counter()
     await fill(store, jobs)
@@ -97,9 +96,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=400_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    results = Path(__file__).resolve().parent / "results"
-    results.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=results, prefix="counts-") as directory:
+    with scratch("counts-") as directory:
         asyncio.run(measure(directory, args.jobs, args.rounds))
 
 

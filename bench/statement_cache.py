@@ -23,21 +23,20 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import rss_mb  # the benchmark helpers next door
+from _common import rss_mb, scratch  # the benchmark helpers next door
 from store_accept import delivery
 
 from bridge.store.base import JobUpdate
 from bridge.store.sqlite import SqliteStore
 
 
-async def measure(directory: str, largest: int, rounds: int) -> None:
-    store = SqliteStore(Path(directory) / "bridge.db", on_loop=True)
+async def measure(directory: Path, largest: int, rounds: int) -> None:
+    store = SqliteStore(directory / "bridge.db", on_loop=True)
     await store.open()
     pid = os.getpid()
     print(f"after opening the store: {rss_mb(pid):.1f} MB")
@@ -68,9 +67,7 @@ def main() -> None:
     parser.add_argument("--max", type=int, default=512, help="the largest batch (the store's max_batch)")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    results = Path(__file__).resolve().parent / "results"
-    results.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=results, prefix="statements-") as directory:
+    with scratch("statements-") as directory:
         asyncio.run(measure(directory, args.max, args.rounds))
 
 

@@ -358,12 +358,10 @@ class SqliteStore(SqlStore):
         (``on_loop``) the whole loop, at each scrape of ``/metrics`` (``bench/counts.py``,
         ``bench/HISTORY.md``, twenty-fifth round). In WAL mode the read blocks no writer; SQLite
         releases the GIL while it runs. ``":memory:"`` has one connection: the writer's."""
-        if self.path == ":memory:" or not self._is_open():
+        if self.path == ":memory:":
             return await super().counts()
+        self._check_open()
         return await asyncio.to_thread(self._count_apart)
-
-    def _is_open(self) -> bool:
-        return not self._closing and (self._connection is not None or self._thread is not None)
 
     def _count_apart(self) -> dict[str, int]:
         uri = f"{Path(self.path).absolute().as_uri()}?mode=ro"
@@ -489,16 +487,19 @@ class SqliteStore(SqlStore):
         """Run ``body`` in the writer thread's next group commit; its result once committed."""
         return await self._enqueue(body)
 
-    def _enqueue(
-        self, body: Callable[[Tx], T], accept: Accept | None = None, *, then: Callable[[], None] | None = None
-    ) -> asyncio.Future[T]:
-        """Queue ``body`` for the next group commit; the future of its result once committed (and
-        ``then()`` called as it is settled)."""
+    def _check_open(self) -> None:
         if self._on_loop:
             if self._connection is None or self._closing:
                 raise StoreClosed("SqliteStore is not open")
         elif self._thread is None or self._closing or not self._thread.is_alive():
             raise StoreClosed("SqliteStore is not open")
+
+    def _enqueue(
+        self, body: Callable[[Tx], T], accept: Accept | None = None, *, then: Callable[[], None] | None = None
+    ) -> asyncio.Future[T]:
+        """Queue ``body`` for the next group commit; the future of its result once committed (and
+        ``then()`` called as it is settled)."""
+        self._check_open()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         request = _Request(body, future, loop, accept, then)

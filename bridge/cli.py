@@ -29,6 +29,7 @@ from bridge.samples import encode, fake_sha, push_payload
 from bridge.settings import Settings
 
 EXIT_CONFIG = 2
+EXIT_PIPE = 1  # the output's reader went away
 DEV_DIR = Path(".bridge-dev")
 DEV_TOKEN = "dev-token"  # noqa: S105 - the local emulator's fixed token, not a credential
 DEMO_ROUTES = """\
@@ -370,7 +371,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+        sys.stdout.flush()  # here, not at exit, so that a reader gone early is caught below
+    except BrokenPipeError:
+        # The reader of the output went away (``bridge jobs list | head``): stop quietly with status 1,
+        # as Python's documentation advises (signal module, "Note on SIGPIPE"). Standard output is
+        # pointed at /dev/null first so that the interpreter's own flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(EXIT_PIPE) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -128,3 +128,31 @@ async def test_requeue_all_puts_every_failed_and_dead_job_back(db: Path) -> None
         [JobState.ACTIVE, JobState.QUEUED, JobState.QUEUED, JobState.QUEUED, JobState.DONE]
     )
     assert bridge_jobs(db).splitlines()[0].startswith("queued=3  creating=0  active=1  done=1")
+
+
+def bridge_jobs_into_a_closed_pipe(db: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``bridge jobs list`` against ``db`` with its standard output a pipe no one reads any more."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    env.update(BRIDGE_WEBHOOK_SECRET="cli-secret", BRIDGE_DATABASE_URL=f"sqlite:///{db}")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe now fails with EPIPE
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "bridge", "jobs", "list"],
+            env=env,
+            cwd=db.parent,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+async def test_list_into_a_closed_pipe_stops_quietly(db: Path) -> None:
+    """``bridge jobs list | head -0``: the output's reader is gone before the first line. The command
+    stops with status 1 and one quiet exit, not a traceback nor Python's "Exception ignored" at exit."""
+    done = bridge_jobs_into_a_closed_pipe(db)
+    assert (done.returncode, done.stderr) == (1, "")

@@ -128,6 +128,33 @@ def test_bad_signature_is_401_and_logged_without_the_secret(running: tuple[Bridg
     assert any(e["event"] == "delivery.rejected" and e["reason"] == "signature_mismatch" for e in events)
 
 
+def test_at_info_a_push_is_logged_by_its_invocation_not_its_delivery(
+    running: tuple[Bridge, Emulator],
+) -> None:
+    """At the default level the ingress writes no line per routine delivery (it is counted in /metrics
+    and answered to GitHub); the worker's ``invocation.created`` names the delivery and its commit."""
+    bridge, emulator = running
+    sha = fake_sha("e2e-quiet")
+    response = send_push(bridge.url, repository="acme/api", branch="quiet", after=sha, delivery="quiet-1")
+    assert response.json()["status"] == "accepted"
+    wait_until(lambda: len(invocations_for(emulator, sha)) == 1, timeout=10)
+
+    def events() -> list[dict[str, object]]:
+        return [json.loads(line) for line in bridge.logs().splitlines() if line.startswith("{")]
+
+    wait_until(lambda: any(e["event"] == "invocation.created" and e.get("sha") == sha for e in events()))
+    [created] = [e for e in events() if e["event"] == "invocation.created" and e.get("sha") == sha]
+    assert (created["delivery_id"], created["repository"], created["branch"]) == (
+        "quiet-1",
+        "acme/api",
+        "quiet",
+    )
+    ingress = [e for e in events() if str(e["event"]).startswith("delivery.")]
+    assert not [e for e in ingress if e.get("delivery_id") == "quiet-1"]
+    metrics = httpx.get(f"{bridge.url}/metrics").text
+    assert 'bridge_deliveries_total{outcome="accepted",reason="routed"}' in metrics
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -278,10 +278,12 @@ async def test_readyz_is_503_when_the_store_does_not_answer(make_settings: Calla
 
 
 async def test_accepted_delivery_is_logged_with_its_fields(ingress: Ingress) -> None:
-    """delivery.accepted names the delivery, repository, branch and commit."""
+    """delivery.accepted names the delivery, repository, branch and commit, at debug (a routine outcome;
+    tests/e2e/test_serve.py checks that the default level writes no such line)."""
     with capture_logs() as logs:
         await ingress.post(PUSH, signed_headers(PUSH, delivery="d-logged"))
     [event] = [e for e in logs if e["event"] == "delivery.accepted"]
+    assert event["log_level"] == "debug"
     payload = load_payload("captured/probot/push.json")
     assert (event["delivery_id"], event["repository"], event["sha"]) == (
         "d-logged",

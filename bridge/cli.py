@@ -133,6 +133,8 @@ def cmd_dev(args: argparse.Namespace) -> None:
         secret_file.chmod(0o600)
     secret = os.environ.get("BRIDGE_WEBHOOK_SECRET") or secret_file.read_text().strip()
     overrides: dict[str, Any] = {"webhook_secret": secret, "log_format": "console"}
+    if "BRIDGE_LOG_LEVEL" not in os.environ:  # a line per delivery, which serve at info leaves out
+        overrides["log_level"] = "debug"
     if "BRIDGE_DATABASE_URL" not in os.environ:
         overrides["database_url"] = f"sqlite:///{DEV_DIR / 'bridge.db'}"
     use_emulator = "BRIDGE_SYNC_URL" not in os.environ

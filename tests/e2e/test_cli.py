@@ -31,16 +31,19 @@ def test_every_command_has_help(command: str) -> None:
 
 
 def test_dev_then_send_push_indexes_a_commit(tmp_path: Path) -> None:
-    """`bridge dev` runs on embedded defaults and `bridge send-push` makes an invocation in its emulator."""
+    """`bridge dev` runs on embedded defaults and `bridge send-push` makes an invocation in its emulator;
+    its log shows each delivery (``dev`` logs at debug unless BRIDGE_LOG_LEVEL says otherwise)."""
     port, emulator_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-    proc = subprocess.Popen(
-        [*BRIDGE, "dev", "--port", str(port), "--emulator-port", str(emulator_port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "dev.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*BRIDGE, "dev", "--port", str(port), "--emulator-port", str(emulator_port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
         sent = run(
@@ -57,6 +60,7 @@ def test_dev_then_send_push_indexes_a_commit(tmp_path: Path) -> None:
 
         wait_until(created, timeout=15)
         assert (tmp_path / ".bridge-dev" / "bridge.db").exists()
+        wait_until(lambda: "delivery.accepted" in log.read_text(errors="replace"), timeout=10)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(20)

@@ -57,13 +57,18 @@ async def read(db: Path) -> dict[int, Job]:
         await store.close()
 
 
-def bridge_jobs(db: Path, *args: str) -> str:
-    """Run ``bridge jobs ARGS`` against ``db``; its standard output (the command must succeed)."""
+def cli_env(db: Path) -> dict[str, str]:
+    """This process's environment without its ``BRIDGE_`` settings, pointed at ``db``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     env.update(BRIDGE_WEBHOOK_SECRET="cli-secret", BRIDGE_DATABASE_URL=f"sqlite:///{db}")
+    return env
+
+
+def bridge_jobs(db: Path, *args: str) -> str:
+    """Run ``bridge jobs ARGS`` against ``db``; its standard output (the command must succeed)."""
     done = subprocess.run(
         [sys.executable, "-m", "bridge", "jobs", *args],
-        env=env,
+        env=cli_env(db),
         cwd=db.parent,  # no stray .env is read
         capture_output=True,
         text=True,
@@ -132,14 +137,12 @@ async def test_requeue_all_puts_every_failed_and_dead_job_back(db: Path) -> None
 
 def bridge_jobs_into_a_closed_pipe(db: Path) -> subprocess.CompletedProcess[str]:
     """Run ``bridge jobs list`` against ``db`` with its standard output a pipe no one reads any more."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-    env.update(BRIDGE_WEBHOOK_SECRET="cli-secret", BRIDGE_DATABASE_URL=f"sqlite:///{db}")
     read_end, write_end = os.pipe()
     os.close(read_end)  # every write to the pipe now fails with EPIPE
     try:
         return subprocess.run(
             [sys.executable, "-m", "bridge", "jobs", "list"],
-            env=env,
+            env=cli_env(db),
             cwd=db.parent,
             stdout=write_end,
             stderr=subprocess.PIPE,

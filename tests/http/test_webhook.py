@@ -293,6 +293,31 @@ async def test_accepted_delivery_is_logged_with_its_fields(ingress: Ingress) -> 
     assert event["branch"] == payload["ref"].removeprefix("refs/heads/")
 
 
+async def test_every_routine_outcome_is_logged_at_debug_and_a_rejection_as_a_warning(
+    ingress: Ingress,
+) -> None:
+    """Accepted, duplicate, ignored (another event; an unrouted push): debug lines; a bad signature:
+    a warning (the line the default level keeps)."""
+    unrouted = load_payload("captured/octokit-webhooks.js/push-payload.json")
+    other = encode(unrouted)
+    with capture_logs() as logs:
+        await ingress.post(PUSH, signed_headers(PUSH, delivery="d-routine"))
+        await ingress.post(PUSH, signed_headers(PUSH, delivery="d-routine"))
+        await ingress.post(other, signed_headers(other, event="installation"))
+        await ingress.post(other, signed_headers(other))
+        await ingress.post(PUSH, signed_headers(PUSH, secret="wrong"))
+    levels = [
+        (e["event"], e.get("reason"), e["log_level"]) for e in logs if e["event"].startswith("delivery.")
+    ]
+    assert levels == [
+        ("delivery.accepted", None, "debug"),
+        ("delivery.duplicate", None, "debug"),
+        ("delivery.ignored", None, "debug"),
+        ("delivery.ignored", "no_route", "debug"),
+        ("delivery.rejected", "signature_mismatch", "warning"),
+    ]
+
+
 async def test_a_push_that_replaces_queued_ones_logs_and_counts_them(ingress: Ingress) -> None:
     """A push on top of a queued one replaces it on arrival: the accept log line names the replaced
     job ids, and bridge_jobs_superseded_on_arrival_total counts them (two routes match: two lanes)."""

@@ -15,7 +15,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 from pydantic import ValidationError
@@ -26,7 +26,7 @@ from bridge.core.events import ZERO_SHA
 from bridge.core.jobs import REQUEUABLE_STATES, JobState
 from bridge.core.signature import sign
 from bridge.samples import encode, fake_sha, push_payload
-from bridge.settings import Settings
+from bridge.settings import Settings, StoreSettings
 
 EXIT_CONFIG = 2
 EXIT_PIPE = 1  # the output's reader went away
@@ -45,6 +45,9 @@ routes:
 """
 
 
+_S = TypeVar("_S", bound=StoreSettings)
+
+
 def fail(message: str) -> NoReturn:
     print(f"bridge: {message}", file=sys.stderr)
     raise SystemExit(EXIT_CONFIG)
@@ -52,8 +55,17 @@ def fail(message: str) -> NoReturn:
 
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from the environment; report problems by field, never by value."""
+    return _load(Settings, overrides)
+
+
+def load_store_settings() -> StoreSettings:
+    """Only what opening the store needs (``migrate``, ``jobs``): no webhook secret is asked for."""
+    return _load(StoreSettings, {})
+
+
+def _load(kind: type[_S], overrides: dict[str, Any]) -> _S:
     try:
-        return Settings(**overrides)
+        return kind(**overrides)
     except ValidationError as exc:
         problems = "; ".join(
             f"BRIDGE_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
@@ -251,7 +263,7 @@ def cmd_send_push(args: argparse.Namespace) -> None:
 def cmd_migrate(args: argparse.Namespace) -> None:
     from bridge.store import open_store, redact_url
 
-    settings = load_settings()
+    settings = load_store_settings()
 
     async def run() -> None:
         store = open_store(settings.database_url, release_leases=False)
@@ -270,7 +282,7 @@ def cmd_jobs(args: argparse.Namespace) -> None:
 
     from bridge.store import open_store
 
-    settings = load_settings()
+    settings = load_store_settings()
 
     async def run() -> None:
         store = open_store(settings.database_url, release_leases=False)

@@ -16,12 +16,19 @@ DEFAULT_SYNC_URL = "https://sync.trychroma.com"
 MIB = 1024 * 1024
 
 
-class Settings(BaseSettings):
-    """Every setting the bridge reads; the README's settings table mirrors this class."""
+class StoreSettings(BaseSettings):
+    """The settings a command that only opens the store reads (``bridge migrate``, ``bridge jobs``):
+    an operator's shell or a migration job needs the database's address, not the webhook secret."""
 
     model_config = SettingsConfigDict(
         env_prefix="BRIDGE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
+
+    database_url: str = Field("sqlite:///bridge.db", description="sqlite:///PATH or postgresql://...")
+
+
+class Settings(StoreSettings):
+    """Every setting the bridge reads; the README's settings table mirrors this class."""
 
     webhook_secret: SecretStr = Field(
         description="GitHub webhook secret; several, comma-separated, during a rotation"
@@ -32,7 +39,6 @@ class Settings(BaseSettings):
     sync_source_body: Literal["flat", "nested"] = Field(
         "flat", description="create-source body: 'flat' embedding_model (seeds) or 'nested' embedding"
     )
-    database_url: str = Field("sqlite:///bridge.db", description="sqlite:///PATH or postgresql://...")
     routes_file: Path = Field(Path("routes.yaml"), description="YAML file of routes")
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -58,9 +58,10 @@ async def read(db: Path) -> dict[int, Job]:
 
 
 def cli_env(db: Path) -> dict[str, str]:
-    """This process's environment without its ``BRIDGE_`` settings, pointed at ``db``."""
+    """This process's environment without its ``BRIDGE_`` settings, pointed at ``db``: an operator's
+    shell holds the database's address, not the webhook secret, and needs no more."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-    env.update(BRIDGE_WEBHOOK_SECRET="cli-secret", BRIDGE_DATABASE_URL=f"sqlite:///{db}")
+    env.update(BRIDGE_DATABASE_URL=f"sqlite:///{db}")
     return env
 
 

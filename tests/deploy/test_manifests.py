@@ -209,6 +209,8 @@ def test_postgres_overlay_is_replicated_disruption_safe_and_migrates_first(rende
     assert migrate["args"] == ["migrate"]
     for c in (migrate, container(docs)):
         assert env_from_secret(c, "BRIDGE_DATABASE_URL") == ("bridge-database", "url"), c["name"]
+    # Least privilege: the migration opens the store only and is given no other secret.
+    assert [v["name"] for v in migrate["env"]] == ["BRIDGE_DATABASE_URL"]
     assert "BRIDGE_DATABASE_URL" not in config(docs)
     egress = [p["port"] for p in the(docs, "NetworkPolicy", "bridge-postgres")["spec"]["egress"][0]["ports"]]
     assert egress == [5432]

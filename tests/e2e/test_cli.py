@@ -129,12 +129,28 @@ def test_bad_routes_file_names_the_line(tmp_path: Path) -> None:
 
 
 def test_migrate_applies_the_schema(tmp_path: Path) -> None:
-    """`bridge migrate` creates the SQLite database and says it is up to date."""
+    """`bridge migrate` creates the SQLite database and says it is up to date; like `bridge jobs` it
+    opens the store only, so it asks for no webhook secret (a migration job is not given one)."""
     env = bridge_env(tmp_path, sync_url="http://127.0.0.1:9", routes="routes: []\n")
-    done = run(["migrate"], env=env)
+    del env["BRIDGE_WEBHOOK_SECRET"]
+    done = run(["migrate"], env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "up to date" in done.stdout
     assert (tmp_path / "bridge.db").exists()
+
+
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_a_command_that_verifies_or_serves_refuses_to_start_without_a_webhook_secret(
+    tmp_path: Path, command: str
+) -> None:
+    """No secret, no service: the store-only commands do without it, these do not."""
+    env = bridge_env(tmp_path, sync_url="http://127.0.0.1:9", routes="routes: []\n")
+    del env["BRIDGE_WEBHOOK_SECRET"]
+    args = [command, "--port", str(free_port())] if command == "serve" else [command]
+    done = run(args, env=env, cwd=tmp_path)  # cwd: no stray .env is read
+    assert done.returncode == 2
+    assert done.stderr.startswith("bridge: invalid settings: BRIDGE_WEBHOOK_SECRET: Field required")
+    assert not (tmp_path / "bridge.db").exists()
 
 
 def test_python_dash_m_matches_console_script() -> None:

@@ -139,14 +139,14 @@ def test_migrate_applies_the_schema(tmp_path: Path) -> None:
     assert (tmp_path / "bridge.db").exists()
 
 
-@pytest.mark.parametrize("command", ["serve", "check"])
+@pytest.mark.parametrize("args", [["serve", "--port", "9"], ["check"]], ids=["serve", "check"])
 def test_a_command_that_verifies_or_serves_refuses_to_start_without_a_webhook_secret(
-    tmp_path: Path, command: str
+    tmp_path: Path, args: list[str]
 ) -> None:
-    """No secret, no service: the store-only commands do without it, these do not."""
+    """No secret, no service: the store-only commands do without it, these do not (before binding a
+    port or opening the store)."""
     env = bridge_env(tmp_path, sync_url="http://127.0.0.1:9", routes="routes: []\n")
     del env["BRIDGE_WEBHOOK_SECRET"]
-    args = [command, "--port", str(free_port())] if command == "serve" else [command]
     done = run(args, env=env, cwd=tmp_path)  # cwd: no stray .env is read
     assert done.returncode == 2
     assert done.stderr.startswith("bridge: invalid settings: BRIDGE_WEBHOOK_SECRET: Field required")
